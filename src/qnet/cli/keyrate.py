@@ -1,0 +1,211 @@
+"""``qnet keyrate``: secret-key rate against distance, or of every link of a network spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from qnet.cli._console import console, err_console
+from qnet.cli._parse import parse_distances, parse_params
+
+if TYPE_CHECKING:
+    from qnet.physics.keyrate import KeyRatePoint
+    from qnet.scenarios.planner import NetworkPlan
+
+__all__ = ["keyrate"]
+
+_EXAMPLES = """
+Examples:
+
+  qnet keyrate --protocol bb84-decoy --distance-km 0:200:5 --json
+
+  qnet keyrate -p bb84-decoy -p cv-qkd -p tf-qkd -d 0:400:10 --plot rates.png
+
+  qnet keyrate -p bb84-decoy --param decoy=vacuum+weak --param block_size=1e10 -d 25,50
+
+  qnet keyrate --spec examples/tokyo-qkd-network.yaml --plot tokyo.png
+
+  qnet keyrate --list-params -p cv-qkd
+"""
+
+
+def keyrate(
+    protocol: list[str] = typer.Option(
+        ["bb84-decoy"], "--protocol", "-p",
+        help="Protocol: bb84-decoy, cv-qkd, mdi-qkd, tf-qkd. Repeat to compare several.",
+    ),
+    distance_km: str = typer.Option(
+        "0:200:5", "--distance-km", "-d",
+        help="Fibre lengths in km: START:STOP:STEP (STOP included), a list 10,50,100, or one number.",
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", metavar="NAME=VALUE",
+        help="Override a device parameter, e.g. --param detector_efficiency=0.1 (repeatable).",
+    ),
+    spec: Path | None = typer.Option(
+        None, "--spec", help="A network spec: give the rate of every link and check its demands.",
+        show_default=False,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG: rate vs distance with the PLOB bound (a map with --spec).",
+        show_default=False,
+    ),
+    list_params: bool = typer.Option(
+        False, "--list-params", help="List each protocol's parameters, defaults and ranges, and exit.",
+    ),
+) -> None:
+    """Secret-key rate of QKD protocols against fibre distance, from published physics.
+
+    Rates are secret bits per pulse (per symbol for cv-qkd) and per second at the parameter
+    [bold]rep_rate_hz[/]; [bold]mu[/] is optimised unless given. The PLOB bound -log2(1-eta) is
+    the limit for any point-to-point protocol; tf-qkd is held to the one-relay bound instead.
+    """
+    if list_params:
+        _print_parameters(protocol)
+        return
+    if spec is not None:
+        _keyrate_spec(spec, as_json=as_json, plot=plot)
+        return
+    distances = parse_distances(distance_km)
+    curves = _sweep(protocol, distances, parse_params(param))
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for points in curves.values() for p in points], indent=2))
+    else:
+        for name, points in curves.items():
+            console.print(_curve_table(name, points))
+    if plot is not None:
+        from qnet.scenarios.plots import plot_key_rates
+
+        plot_key_rates(curves, plot)
+        err_console.print(f"wrote {plot}")
+
+
+def _protocol_params(protocols: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Each protocol's parameters, with the overrides that belong to it."""
+    from qnet.errors import ParameterError, Problem
+    from qnet.physics._params import suggest
+    from qnet.physics.keyrate import get_protocol
+
+    models = [get_protocol(name) for name in protocols]
+    known = sorted({n for m in models for n in m.parameter_names})
+    unknown = [Problem(k, "unknown parameter" + suggest(k, known)) for k in overrides if k not in known]
+    if unknown:
+        raise ParameterError(unknown)
+    return {m.name: m.params({k: v for k, v in overrides.items() if k in m.parameter_names})
+            for m in models}
+
+
+def _sweep(protocols: list[str], distances: list[float], overrides: dict[str, Any]) -> dict[str, list[KeyRatePoint]]:
+    from rich.progress import Progress
+
+    from qnet.physics.keyrate import key_rate
+
+    params = _protocol_params(protocols, overrides)
+    curves: dict[str, list[KeyRatePoint]] = {name: [] for name in params}
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("computing key rates", total=len(params) * len(distances))
+        for name, p in params.items():
+            for d in distances:
+                curves[name].append(key_rate(name, d, p))
+                progress.advance(task)
+    return curves
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _curve_table(name: str, points: list[KeyRatePoint]) -> Any:
+    from rich.table import Table
+
+    from qnet.physics.keyrate import get_protocol
+
+    model = get_protocol(name)
+    table = Table(title=f"{name}: {model.summary}", title_justify="left")
+    for col in ("distance_km", "loss_db", f"rate_per_{model.per}", "rate_bps", "mu", "QBER", "bound"):
+        table.add_column(col, justify="right")
+    for p in points:
+        table.add_row(_fmt(p.distance_km, "g"), _fmt(p.loss_db, ".2f"), _fmt(p.rate_per_pulse),
+                      _fmt(p.rate_bps), _fmt(p.mu, ".3f"), _fmt(p.qber, ".4f"), _fmt(p.bound))
+    return table
+
+
+def _keyrate_spec(spec_path: Path, *, as_json: bool, plot: Path | None) -> None:
+    from rich.progress import Progress
+
+    from qnet.scenarios.planner import plan_network
+    from qnet.scenarios.validate import load_spec
+
+    spec = load_spec(spec_path)
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("planning links", total=len(spec.links))
+        plan = plan_network(spec, progress=lambda _name: progress.advance(task))
+    if as_json:
+        typer.echo(json.dumps(plan.as_dict(), indent=2))
+    else:
+        _print_plan(plan)
+    if plot is not None:
+        from qnet.scenarios.plots import plot_network
+
+        plot_network(spec, plan, plot)
+        err_console.print(f"wrote {plot}")
+
+
+def _print_plan(plan: NetworkPlan) -> None:
+    from rich.table import Table
+
+    links = Table(title=f"{plan.name}: secret-key rate per link", title_justify="left")
+    for col in ("link", "endpoints", "protocol", "km", "dB", "key rate", "QBER"):
+        links.add_column(col, no_wrap=True,
+                         justify="left" if col in {"link", "endpoints", "protocol"} else "right")
+    for lk in plan.links:
+        r = lk.rate
+        links.add_row(lk.name, "-".join(lk.endpoints), r.protocol, f"{r.distance_km:.1f}",
+                      f"{r.loss_db:.1f}", _bps(r.rate_bps) if r.rate_bps > 0 else "[red]no key[/]",
+                      _fmt(r.qber, ".2%"))
+    console.print(links)
+    if not plan.demands:
+        return
+    demands = Table(title="demands (each alone: max-flow over the link key rates)", title_justify="left")
+    for col in ("demand", "nodes", "wanted", "capacity", "status"):
+        demands.add_column(col)
+    for d in plan.demands:
+        status = "[green]fits[/]" if d.feasible else "[red]short[/]"
+        demands.add_row(d.name, " -> ".join(d.nodes), _bps(d.key_rate_bps), _bps(d.capacity_bps), status)
+    console.print(demands)
+
+
+def _bps(value: float) -> str:
+    """A bit rate with an SI prefix: 81.7 kbit/s."""
+    if value == float("inf"):
+        return "unlimited"
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}bit/s"
+    return f"{value:.3g} bit/s"
+
+
+def _print_parameters(protocols: list[str]) -> None:
+    from dataclasses import fields
+
+    from rich.table import Table
+
+    from qnet.physics.keyrate import get_protocol
+
+    for name in protocols:
+        model = get_protocol(name)
+        table = Table(title=f"{name}: {model.summary}", title_justify="left")
+        for col in ("parameter", "default", "allowed"):
+            table.add_column(col)
+        defaults = model.params()
+        for f in fields(model.params_type):
+            limit = model.params_type.LIMITS[f.name]
+            table.add_row(f.name, repr(getattr(defaults, f.name)), limit.describe())
+        console.print(table)
+
+
+keyrate.__doc__ = (keyrate.__doc__ or "") + _EXAMPLES

@@ -1,0 +1,199 @@
+"""Finite-key secret-key length of decoy-state BB84 with two decoys.
+
+Lim, Curty, Walenta, Xu, Zbinden, "Concise security bounds for practical decoy-state quantum key
+distribution", PRA 89, 022307 (2014). Alice sends intensities mu_1 > mu_2 + mu_3, mu_2 > mu_3 >= 0
+with probabilities p_k, in the X basis with probability q_X (also Bob's); the key is drawn from the
+X basis. With n_X sifted X-basis detections (the block size) the secret key is (eq. 1)::
+
+    l = s_X0 + s_X1 (1 - h(phi_X)) - lambda_EC - 6 log2(21/eps_sec) - log2(2/eps_cor)
+
+- Hoeffding bounds on the expected counts per intensity (eq. 3):
+  n_k^± = (e^k / p_k) (n_k ± delta(n, eps_sec/21)), delta = sqrt(n/2 ln(21/eps_sec)).
+- vacuum events s_0 >= tau_0 (mu_2 n_3^- - mu_3 n_2^+)/(mu_2 - mu_3) (eq. 2),
+  single-photon events s_1 (eq. 3), single-photon errors v_Z1 in Z (eq. 4),
+  tau_n = sum_k p_k e^-k k^n / n!.
+- phase error phi_X <= v_Z1/s_Z1 + gamma(eps_sec/21, v_Z1/s_Z1, s_Z1, s_X1) (eq. 5).
+- lambda_EC = f n_X h(E_X).
+
+The observed counts come from the channel model of sec. IV with the after-pulsing model of
+:mod:`qnet.physics.bb84`. The intensities mu_1, mu_2 (``mu``, ``nu``), the probabilities and the basis
+bias q_X are optimised for the largest rate l / N per pulse sent, unless ``mu``/``nu`` are given;
+mu_3 is fixed at 2e-4 as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from qnet.physics.bb84 import BB84DecoyParams, bb84_channel
+from qnet.physics.entropy import binary_entropy
+from qnet.physics.rates import RatePoint
+
+__all__ = ["FiniteKeyResult", "finite_key_length", "finite_key_rate"]
+
+MU3 = 2e-4
+"""Intensity of the vacuum-like decoy, fixed as in Lim et al. (2014), sec. IV."""
+
+_PENALTY = 50.0
+
+
+@dataclass(frozen=True)
+class FiniteKeyResult:
+    """The outcome of one finite-key evaluation.
+
+    Attributes:
+        key_length: secret bits l from one block (may be negative: no key).
+        pulses: pulses sent N to collect the block of n_X sifted X-basis bits.
+        qber_x: the X-basis error rate E_X.
+        phase_error: the upper bound phi_X on the single-photon phase error rate.
+    """
+
+    key_length: float
+    pulses: float
+    qber_x: float
+    phase_error: float
+
+    @property
+    def rate_per_pulse(self) -> float:
+        """l / N, or 0 when no key is made."""
+        return max(self.key_length, 0.0) / self.pulses
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The free settings of one run: basis bias, intensity probabilities and intensities."""
+
+    q_x: float
+    p1: float
+    p2: float
+    mu1: float
+    mu2: float
+
+    @property
+    def intensities(self) -> tuple[float, float, float]:
+        return self.mu1, self.mu2, MU3
+
+    @property
+    def probs(self) -> tuple[float, float, float]:
+        return self.p1, self.p2, 1.0 - self.p1 - self.p2
+
+    def valid(self) -> bool:
+        return (self.p1 > 0 and self.p2 > 0 and self.p1 + self.p2 < 1 and 0 < self.q_x < 1
+                and self.mu2 > MU3 and self.mu1 > self.mu2 + MU3)
+
+
+def _tau(s: _Settings, n: int) -> float:
+    """Probability that a pulse carries n photons, over the intensity mixture."""
+    return sum(p * math.exp(-k) * k**n / math.factorial(n) for p, k in zip(s.probs, s.intensities, strict=True))
+
+
+def _hoeffding(s: _Settings, counts: list[float], eps: float) -> tuple[list[float], list[float]]:
+    """(n_k^+, n_k^-): deviation bounds on the expected counts per intensity, rescaled by e^k/p_k."""
+    delta = math.sqrt(sum(counts) / 2.0 * math.log(21.0 / eps))
+    scale = [math.exp(k) / p for k, p in zip(s.intensities, s.probs, strict=True)]
+    return ([c * (n + delta) for c, n in zip(scale, counts, strict=True)],
+            [c * (n - delta) for c, n in zip(scale, counts, strict=True)])
+
+
+def _vacuum_and_single(s: _Settings, counts: list[float], eps: float) -> tuple[float, float]:
+    """Lower bounds (s_0, s_1) on vacuum and single-photon detections (Lim et al. eqs. 2-3)."""
+    mu1, mu2, mu3 = s.intensities
+    plus, minus = _hoeffding(s, counts, eps)
+    t0, t1 = _tau(s, 0), _tau(s, 1)
+    s0 = max(0.0, t0 * (mu2 * minus[2] - mu3 * plus[1]) / (mu2 - mu3))
+    s1 = t1 * mu1 * (minus[1] - plus[2] - (mu2**2 - mu3**2) / mu1**2 * (plus[0] - s0 / t0)) / (
+        mu1 * (mu2 - mu3) - mu2**2 + mu3**2
+    )
+    return s0, max(0.0, s1)
+
+
+def _gamma(eps: float, b: float, c: float, d: float) -> float:
+    """The phase-error deviation term gamma(a, b, c, d) of Lim et al. eq. 5, a = eps/21."""
+    if not 0.0 < b < 1.0:
+        return 0.5
+    arg = (c + d) / (c * d * (1.0 - b) * b) * (21.0 / eps) ** 2
+    return math.sqrt((c + d) * (1.0 - b) * b / (c * d * math.log(2.0)) * math.log2(arg)) if arg > 1 else 0.0
+
+
+def finite_key_length(p: BB84DecoyParams, eta: float, s: _Settings) -> FiniteKeyResult:
+    """Secret key length from one block of ``p.block_size`` X-basis detections (Lim et al. eq. 1).
+
+    Args:
+        p: device parameters; ``block_size`` is n_X, ``eps_sec`` and ``eps_cor`` the security
+            parameters.
+        eta: total transmittance (channel x detector).
+        s: the protocol's free settings.
+    """
+    y0 = p.dark_count_prob
+    channels = [bb84_channel(p, eta, k, y0) for k in s.intensities]
+    x_rate = s.q_x**2 * sum(pk * c.gain for pk, c in zip(s.probs, channels, strict=True))
+    pulses = float(p.block_size or 0.0) / x_rate
+    n_x = [pulses * s.q_x**2 * pk * c.gain for pk, c in zip(s.probs, channels, strict=True)]
+    n_z = [pulses * (1 - s.q_x) ** 2 * pk * c.gain for pk, c in zip(s.probs, channels, strict=True)]
+    m_z = [n * c.qber for n, c in zip(n_z, channels, strict=True)]
+    m_x = sum(n * c.qber for n, c in zip(n_x, channels, strict=True))
+    sx0, sx1 = _vacuum_and_single(s, n_x, p.eps_sec)
+    _sz0, sz1 = _vacuum_and_single(s, n_z, p.eps_sec)
+    e_x = m_x / sum(n_x)
+    if sx1 <= 0 or sz1 <= 0:
+        return FiniteKeyResult(-math.inf, pulses, e_x, 0.5)
+    m_plus, m_minus = _hoeffding(s, m_z, p.eps_sec)
+    vz1 = _tau(s, 1) * (m_plus[1] - m_minus[2]) / (s.mu2 - MU3)
+    ratio = vz1 / sz1
+    phi = min(0.5, ratio + _gamma(p.eps_sec, ratio, sz1, sx1))
+    leak = p.ec_efficiency * sum(n_x) * float(binary_entropy(e_x))
+    length = (sx0 + sx1 * (1.0 - float(binary_entropy(phi))) - leak
+              - 6.0 * math.log2(21.0 / p.eps_sec) - math.log2(2.0 / p.eps_cor))
+    return FiniteKeyResult(length, pulses, e_x, phi)
+
+
+def _decode(v: np.ndarray, p: BB84DecoyParams) -> _Settings:
+    """Unconstrained optimiser variables -> settings (logistic for probabilities, log intensities)."""
+    sig = 1.0 / (1.0 + np.exp(-v[:3]))
+    p1 = float(sig[1]) * 0.98
+    p2 = float(sig[2]) * (0.99 - p1)
+    mu1 = p.mu if p.mu is not None else float(np.exp(v[3]))
+    mu2 = p.nu if p.nu is not None else float(np.exp(v[4])) * mu1
+    return _Settings(q_x=float(sig[0]), p1=p1, p2=p2, mu1=mu1, mu2=mu2)
+
+
+def _cost(v: np.ndarray, p: BB84DecoyParams, eta: float) -> float:
+    s = _decode(v, p)
+    if not s.valid():
+        return 2 * _PENALTY
+    result = finite_key_length(p, eta, s)
+    if result.key_length <= 0:
+        return _PENALTY - max(result.key_length, -1e12) / 1e12
+    return -math.log(result.rate_per_pulse)
+
+
+_STARTS = (
+    np.array([2.0, 0.5, -0.5, math.log(0.5), math.log(0.3)]),
+    np.array([3.0, 1.0, 0.0, math.log(0.4), math.log(0.15)]),
+    np.array([1.0, 0.0, -1.0, math.log(0.7), math.log(0.4)]),
+)
+
+
+def finite_key_rate(p: BB84DecoyParams, channel_transmittance: float) -> RatePoint:
+    """Finite-key secret bits per pulse for blocks of ``p.block_size`` sifted X-basis bits.
+
+    Raises:
+        ValueError: if ``p.block_size`` is not set.
+    """
+    if p.block_size is None:
+        raise ValueError("finite_key_rate needs block_size (the number of sifted X-basis bits)")
+    eta = channel_transmittance * p.detector_efficiency
+    if eta <= 0:
+        return RatePoint(0.0)
+    best = min((minimize(_cost, x0, args=(p, eta), method="Nelder-Mead",
+                         options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000}) for x0 in _STARTS),
+               key=lambda r: r.fun)
+    settings = _decode(best.x, p)
+    result = finite_key_length(p, eta, settings)
+    if result.key_length <= 0 or not settings.valid():
+        return RatePoint(0.0, None, result.qber_x)
+    return RatePoint(result.rate_per_pulse, settings.mu1, result.qber_x)

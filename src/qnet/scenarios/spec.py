@@ -1,0 +1,176 @@
+"""Network spec files: the typed, frozen description of a QKD network.
+
+A spec is YAML with six sections: ``name``, ``nodes``, ``links``, ``applications`` (the SAEs),
+``demands`` and ``policies``. The models below check every field on load (pydantic); cross-references
+(node names, SAE IDs, connectivity) and the links' protocol parameters are checked by
+:mod:`qnet.scenarios.validate`, which reports every problem with its path, e.g.
+``links[3].length_km: must be > 0``.
+
+Example (a tiny network)::
+
+    name: three-nodes
+    nodes:
+      - {name: A, kind: user_node, location: {lat: 35.71, lon: 139.49}}
+      - {name: B, kind: trusted_node, location: {lat: 35.68, lon: 139.77}}
+      - {name: C, kind: user_node, location: {lat: 35.71, lon: 139.76}}
+    links:
+      - {endpoints: [A, B], length_km: 45, attenuation_db_per_km: 0.2}
+      - {endpoints: [B, C], protocol: cv-qkd}
+    applications:
+      - {sae_id: SAE_A, node: A}
+      - {sae_id: SAE_C, node: C}
+    demands:
+      - {between: [SAE_A, SAE_C], key_rate_bps: 1000}
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "ApplicationSpec",
+    "DemandSpec",
+    "LinkSpec",
+    "Location",
+    "Medium",
+    "NetworkSpec",
+    "NodeKind",
+    "NodeSpec",
+    "PolicySpec",
+]
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+ParamValue = float | str | None
+
+
+class _Spec(BaseModel):
+    """Base of every spec model: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NodeKind(StrEnum):
+    """What a node is (ITU-T Y.3800 terms; satellites and ground stations from the white paper)."""
+
+    TRUSTED_NODE = "trusted_node"
+    USER_NODE = "user_node"
+    SATELLITE = "satellite"
+    GROUND_STATION = "ground_station"
+
+
+class Medium(StrEnum):
+    """What carries a link's photons."""
+
+    FIBRE = "fibre"
+    FREE_SPACE = "free_space"
+
+
+class Location(_Spec):
+    """Where a node is: latitude and longitude in degrees (WGS 84), altitude in km."""
+
+    lat: float = Field(ge=-90.0, le=90.0, description="latitude, degrees north")
+    lon: float = Field(ge=-180.0, le=180.0, description="longitude, degrees east")
+    altitude_km: float = Field(default=0.0, ge=0.0, description="height above the ground, km")
+
+
+class NodeSpec(_Spec):
+    """A node: a site with a key manager (trusted node), an end user, a satellite or a ground station."""
+
+    name: Name
+    kind: NodeKind = NodeKind.TRUSTED_NODE
+    location: Location | None = None
+    description: str = ""
+
+
+class LinkSpec(_Spec):
+    """A QKD link between two nodes.
+
+    ``length_km`` may be left out when both endpoints have a location: it is then the great-circle
+    distance (a lower bound on a real fibre route) or, when an endpoint is above the ground, the
+    straight line of sight. ``params`` overrides the protocol's device parameters by name.
+    """
+
+    name: Name | None = None
+    endpoints: list[Name] = Field(min_length=2, max_length=2)
+    medium: Medium = Medium.FIBRE
+    length_km: float | None = Field(default=None, gt=0.0)
+    attenuation_db_per_km: float | None = Field(default=None, ge=0.0)
+    extra_loss_db: float = Field(default=0.0, ge=0.0)
+    protocol: str = "bb84-decoy"
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        """The link's name, or ``A-B`` from its endpoints."""
+        return self.name or f"{self.endpoints[0]}-{self.endpoints[1]}"
+
+
+class ApplicationSpec(_Spec):
+    """A secure application entity (SAE, ETSI GS QKD 014) attached to a node's key manager."""
+
+    sae_id: Name
+    node: Name
+    description: str = ""
+
+
+class DemandSpec(_Spec):
+    """A steady demand for key between two SAEs, in secret bits per second."""
+
+    name: Name | None = None
+    between: list[Name] = Field(min_length=2, max_length=2)
+    key_rate_bps: float = Field(gt=0.0)
+    priority: int = Field(default=0, ge=0)
+
+    @property
+    def label(self) -> str:
+        """The demand's name, or ``A->B`` from its SAEs."""
+        return self.name or f"{self.between[0]}->{self.between[1]}"
+
+
+class PolicySpec(_Spec):
+    """Network-wide policies for the control layer (Y.3804 policy control)."""
+
+    max_hops: int | None = Field(default=None, ge=1)
+    excluded_nodes: list[Name] = Field(default_factory=list)
+    min_key_rate_bps: float = Field(default=0.0, ge=0.0)
+    qber_alarm_threshold: float = Field(default=0.11, gt=0.0, le=0.5)
+    key_lifetime_s: float | None = Field(default=None, gt=0.0)
+
+
+class NetworkSpec(_Spec):
+    """A whole network. Build one with :func:`qnet.scenarios.validate.load_spec`, which also
+    checks cross-references; constructing it directly checks fields only."""
+
+    name: Name
+    description: str = ""
+    nodes: list[NodeSpec] = Field(min_length=1)
+    links: list[LinkSpec] = Field(default_factory=list)
+    applications: list[ApplicationSpec] = Field(default_factory=list)
+    demands: list[DemandSpec] = Field(default_factory=list)
+    policies: PolicySpec = Field(default_factory=PolicySpec)
+
+    def node(self, name: str) -> NodeSpec:
+        """The node called ``name``.
+
+        Raises:
+            KeyError: if there is none.
+        """
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def application(self, sae_id: str) -> ApplicationSpec:
+        """The SAE with ID ``sae_id``.
+
+        Raises:
+            KeyError: if there is none.
+        """
+        for app in self.applications:
+            if app.sae_id == sae_id:
+                return app
+        raise KeyError(sae_id)

@@ -1,0 +1,111 @@
+"""Loading and checking network spec files, reporting every problem with its path.
+
+:func:`load_spec` reads YAML, checks every field (pydantic, messages rewritten in plain words) and
+then the cross-references a field check cannot see: duplicate names, unknown nodes and SAEs, links
+whose length cannot be known, satellites on fibre, protocol parameters (checked by the physics
+models themselves), and demands between SAEs that no chain of links joins. Nothing is partially
+loaded: either every check passes and a frozen :class:`~qnet.scenarios.spec.NetworkSpec` comes
+back, or :class:`~qnet.errors.SpecError` lists all the problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from qnet.errors import Problem, SpecError
+from qnet.scenarios._crossref import crossref_problems, protocol_params
+from qnet.scenarios._messages import pydantic_problems
+from qnet.scenarios.spec import LinkSpec, NetworkSpec
+
+__all__ = ["check_spec", "link_protocol_params", "load_spec", "parse_spec"]
+
+
+def load_spec(path: str | Path) -> NetworkSpec:
+    """Read and check a spec file.
+
+    Raises:
+        SpecError: listing every problem, each with the path of the field it concerns.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), [Problem("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, *, source: str = "<spec>") -> NetworkSpec:
+    """Parse and check a spec from YAML text.
+
+    Raises:
+        SpecError: listing every problem found.
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(source, [Problem("", f"YAML syntax error{where}: {reason}")]) from None
+    return check_spec(raw, source=source)
+
+
+def check_spec(raw: Any, *, source: str = "<spec>") -> NetworkSpec:
+    """Check a spec already parsed into Python values.
+
+    Raises:
+        SpecError: listing every problem found.
+    """
+    if raw is None:
+        raise SpecError(source, [Problem("", "the spec is empty")])
+    if not isinstance(raw, Mapping):
+        problem = "the top level must be a mapping with name, nodes, links, applications, demands"
+        raise SpecError(source, [Problem("", f"{problem}; got {type(raw).__name__}")])
+    problems: list[Problem] = []
+    spec: NetworkSpec | None = None
+    try:
+        spec = NetworkSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, NetworkSpec))
+    problems = _merge(problems, crossref_problems(raw))
+    if problems or spec is None:
+        raise SpecError(source, problems)
+    return spec
+
+
+def _merge(first: list[Problem], second: list[Problem]) -> list[Problem]:
+    """All problems in spec order, one per path and message."""
+    seen: dict[tuple[str, str], Problem] = {}
+    for p in [*first, *second]:
+        seen.setdefault((p.path, p.message), p)
+    by_path: dict[str, list[Problem]] = {}
+    for p in seen.values():
+        by_path.setdefault(p.path, []).append(p)
+    return sorted((p for ps in by_path.values() for p in ps), key=_order)
+
+
+def _order(problem: Problem) -> tuple[int, list[tuple[int, str]]]:
+    sections = ("", "name", "description", "nodes", "links", "applications", "demands", "policies")
+    head = problem.path.split(".")[0].split("[")[0]
+    keys = [(int(part), "") if part.isdigit() else (0, part)
+            for part in problem.path.replace("[", ".").replace("]", "").split(".")]
+    return (sections.index(head) if head in sections else len(sections)), keys
+
+
+def link_protocol_params(link: LinkSpec) -> Any:
+    """The protocol parameters of a link: the protocol's defaults, the link's attenuation and extra
+    loss, then its ``params``.
+
+    Raises:
+        UnknownProtocolError: if the protocol is unknown.
+        ParameterError: if a parameter is unknown, out of range, or given twice.
+    """
+    return protocol_params(link.protocol, link.params, link.attenuation_db_per_km, link.extra_loss_db)
+

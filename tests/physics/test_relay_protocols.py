@@ -1,0 +1,55 @@
+"""MDI-QKD and twin-field (phase-matching) QKD: analytic limits and scaling with loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from qnet.physics import key_rate
+from qnet.physics.mdiqkd import rectilinear_gain, single_photon_yield
+from qnet.physics.tfqkd import TFQKDParams, phase_error
+
+
+def test_mdi_single_photon_yield_without_dark_counts() -> None:
+    """Ma-Razavi eq. 21 with p_d = 0: Y_11 = eta_a eta_b / 2 (a Bell state is identified half the
+    time), and e_11 = e_d (eq. 23)."""
+    y11, e11 = single_photon_yield(0.1, 0.2, 0.0, 0.015)
+    assert y11 == pytest.approx(0.01, rel=1e-12)
+    assert e11 == pytest.approx(0.015, rel=1e-12)
+
+
+def test_mdi_rectilinear_error_is_misalignment_without_dark_counts() -> None:
+    """With p_d = 0 every Z-basis error comes from misalignment: E_rect = e_d exactly."""
+    _gain, qber = rectilinear_gain(0.5, 0.5, 0.1, 0.1, 0.0, 0.015)
+    assert qber == pytest.approx(0.015, rel=1e-12)
+
+
+def test_mdi_rate_scales_linearly_with_transmittance() -> None:
+    """MDI-QKD needs both photons to arrive: rate ~ eta (log-log slope 1) at moderate loss."""
+    r50, r100 = (key_rate("mdi-qkd", d).rate_per_pulse for d in (50.0, 100.0))
+    slope = math.log10(r50 / r100) / (0.2 * 50 / 10)
+    assert slope == pytest.approx(1.0, abs=0.05)
+
+
+def test_tf_rate_scales_with_square_root_of_transmittance() -> None:
+    """Twin-field QKD needs one photon over half the channel: rate ~ sqrt(eta) (slope 1/2)."""
+    r100, r200 = (key_rate("tf-qkd", d).rate_per_pulse for d in (100.0, 200.0))
+    slope = math.log10(r100 / r200) / (0.2 * 100 / 10)
+    assert slope == pytest.approx(0.5, abs=0.05)
+
+
+def test_tf_phase_error_of_a_perfect_channel() -> None:
+    """Without noise the phase error is the weight of even photon numbers among clicks, which for
+    small mu is about mu/2 x ... > 0, and grows with mu (the reason mu stays small)."""
+    p = TFQKDParams(dark_count_prob=0.0, misalignment=0.0)
+    low, high = phase_error(p, 0.5, 0.05), phase_error(p, 0.5, 0.5)
+    assert 0 < low < high <= 0.5
+
+
+def test_relay_protocols_reach_further_than_bb84() -> None:
+    """MDI-QKD with the LCQ parameters goes beyond 200 km; PM-QKD beyond 350 km; GYS BB84 stops
+    before 150 km (Lo, Curty, Qi 2012; Ma, Zeng, Zhou 2018)."""
+    assert key_rate("bb84-decoy", 150.0).rate_per_pulse == 0.0
+    assert key_rate("mdi-qkd", 210.0).rate_per_pulse > 0.0
+    assert key_rate("tf-qkd", 360.0).rate_per_pulse > 0.0
