@@ -72,6 +72,7 @@ def test_list_params(capsys: pytest.CaptureFixture[str]) -> None:
     """--list-params teaches each parameter's default and range."""
     code, out, _ = run(capsys, "keyrate", "--list-params", "-p", "cv-qkd")
     assert code == 0 and "excess_noise" in out and "reconciliation_efficiency" in out
+    assert "referred to the channel input" in out  # the meaning, from the model's docstring
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
@@ -83,6 +84,7 @@ def test_list_params(capsys: pytest.CaptureFixture[str]) -> None:
     (["keyrate", "-d", "ten"], 2, "must be a number"),
     (["keyrate", "--spec", "no/such/file.yaml"], 1, "file not found"),
     (["frobnicate"], 2, "No such command"),
+    (["keyrate", "--spec", TOKYO, "--param", "mu=0.5"], 2, "come from the spec file"),
 ])
 def test_bad_input_gets_a_clear_error(capsys: pytest.CaptureFixture[str], args: list[str], code: int,
                                       message: str) -> None:

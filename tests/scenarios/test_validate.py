@@ -84,6 +84,7 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("bad decoy choice", _set("links[0].params", {"decoy": "many"}), "links[0].params.decoy", r"must be one of infinite, vacuum\+weak, none"),
     ("length not computable", _set("links[1]", {"name": "rb", "endpoints": ["R", "B"]}), "links[1].length_km", r"required, because node 'B' has no location"),
     ("satellite on fibre", _set("links[2].medium", "fibre"), "links[2].medium", r"a link to satellite 'Sat' must be free_space"),
+    ("free space without attenuation", _set("links[2]", {"name": "up", "endpoints": ["R", "Sat"], "medium": "free_space"}), "links[2].attenuation_db_per_km", r"required for a free_space link"),
     ("satellite on the ground", _set("nodes[3].location.altitude_km", 0), "nodes[3].location.altitude_km", r"a satellite needs a location with altitude_km > 0"),
     ("SAE at unknown node", _set("applications[1].node", "C"), "applications[1].node", r"unknown node 'C'"),
     ("duplicate SAE", _set("applications[1].sae_id", "SA"), "applications[1].sae_id", r"duplicate SAE ID 'SA'"),

@@ -17,20 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["keyrate"]
 
-_EXAMPLES = """
-Examples:
-
-  qnet keyrate --protocol bb84-decoy --distance-km 0:200:5 --json
-
-  qnet keyrate -p bb84-decoy -p cv-qkd -p tf-qkd -d 0:400:10 --plot rates.png
-
-  qnet keyrate -p bb84-decoy --param decoy=vacuum+weak --param block_size=1e10 -d 25,50
-
-  qnet keyrate --spec examples/tokyo-qkd-network.yaml --plot tokyo.png
-
-  qnet keyrate --list-params -p cv-qkd
-"""
-
 
 def keyrate(
     protocol: list[str] = typer.Option(
@@ -63,11 +49,26 @@ def keyrate(
     Rates are secret bits per pulse (per symbol for cv-qkd) and per second at the parameter
     [bold]rep_rate_hz[/]; [bold]mu[/] is optimised unless given. The PLOB bound -log2(1-eta) is
     the limit for any point-to-point protocol; tf-qkd is held to the one-relay bound instead.
+
+    Examples:
+
+      qnet keyrate --protocol bb84-decoy --distance-km 0:200:5 --json
+
+      qnet keyrate -p bb84-decoy -p cv-qkd -p tf-qkd -d 0:400:10 --plot rates.png
+
+      qnet keyrate --param decoy=vacuum+weak --param block_size=1e10 -d 25,50
+
+      qnet keyrate --spec examples/tokyo-qkd-network.yaml --plot tokyo.png
+
+      qnet keyrate --list-params -p cv-qkd
     """
     if list_params:
         _print_parameters(protocol)
         return
     if spec is not None:
+        if param or protocol != ["bb84-decoy"]:
+            raise typer.BadParameter("with --spec, each link's protocol and params come from the spec file; "
+                                     "edit them there", param_hint="--param/--protocol")
         _keyrate_spec(spec, as_json=as_json, plot=plot)
         return
     distances = parse_distances(distance_km)
@@ -199,13 +200,29 @@ def _print_parameters(protocols: list[str]) -> None:
     for name in protocols:
         model = get_protocol(name)
         table = Table(title=f"{name}: {model.summary}", title_justify="left")
-        for col in ("parameter", "default", "allowed"):
+        for col in ("parameter", "default", "allowed", "meaning"):
             table.add_column(col)
-        defaults = model.params()
+        defaults, meanings = model.params(), _attribute_docs(model.params_type.__doc__ or "")
         for f in fields(model.params_type):
-            limit = model.params_type.LIMITS[f.name]
-            table.add_row(f.name, repr(getattr(defaults, f.name)), limit.describe())
+            value = getattr(defaults, f.name)
+            shown = "unset" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+            table.add_row(f.name, shown, model.params_type.LIMITS[f.name].describe(), meanings.get(f.name, ""))
         console.print(table)
 
 
-keyrate.__doc__ = (keyrate.__doc__ or "") + _EXAMPLES
+def _attribute_docs(doc: str) -> dict[str, str]:
+    """``{name: text}`` from the ``Attributes:`` section of a Google-style docstring."""
+    out: dict[str, str] = {}
+    lines = doc.split("Attributes:", 1)[1].splitlines()[1:] if "Attributes:" in doc else []
+    current = ""
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            break
+        head, sep, rest = stripped.partition(": ")
+        if sep and head.isidentifier() and line.startswith(" " * 8) and not line.startswith(" " * 12):
+            current = head
+            out[current] = rest
+        elif current:
+            out[current] += " " + stripped
+    return {k: v.replace("``None``", "unset").replace("``", "") for k, v in out.items()}

@@ -210,6 +210,10 @@ def _duplicates(section: str, named: list[tuple[int, str]], what: str, field: st
 
 
 def _geometry(path: str, link: LinkSpec, ends: list[NodeSpec]) -> Iterator[Problem]:
+    if link.medium.value == "free_space" and link.attenuation_db_per_km is None:
+        yield Problem(f"{path}.attenuation_db_per_km",
+                      "required for a free_space link (the protocols' defaults are for fibre); "
+                      "give the atmospheric loss per km, 0 for vacuum, and put fixed losses in extra_loss_db")
     if link.length_km is None:
         missing = [e.name for e in ends if e.location is None]
         if missing:
