@@ -57,6 +57,18 @@ def test_exception_tree_has_one_root_and_is_drawn(cls: type[Exception]) -> None:
     assert cls.__name__ in (qnet.errors.__doc__ or "")
 
 
+def test_every_parameter_is_explained() -> None:
+    """Each parameter has a meaning in its dataclass's Attributes section (--list-params shows it)."""
+    from dataclasses import fields
+
+    from qnet.cli.keyrate import _attribute_docs
+
+    for model in qnet.physics.PROTOCOLS.values():
+        meanings = _attribute_docs(model.params_type.__doc__ or "")
+        assert {f.name for f in fields(model.params_type)} == set(meanings), model.name
+        assert all(len(text) > 5 for text in meanings.values())
+
+
 def test_every_parameter_has_a_declared_range() -> None:
     """Each field of each protocol's parameters has a LIMITS entry (so it is checked)."""
     from dataclasses import fields

@@ -19,6 +19,8 @@ draw them here.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -28,7 +30,22 @@ __all__ = [
     "QNetError",
     "SpecError",
     "UnknownProtocolError",
+    "did_you_mean",
 ]
+
+
+def did_you_mean(name: object, known: Iterable[str]) -> str:
+    """A ``"; did you mean 'x'?"`` hint for a misspelt name, or an empty string.
+
+    Examples:
+        >>> did_you_mean("detector_efficency", ["detector_efficiency", "mu"])
+        "; did you mean 'detector_efficiency'?"
+    """
+    text, options = str(name), sorted(known)
+    close = difflib.get_close_matches(text, options, n=1, cutoff=0.6)
+    if not close and text:
+        close = [k for k in options if k.startswith(text)][:1]
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class QNetError(Exception):

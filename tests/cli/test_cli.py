@@ -85,6 +85,12 @@ def test_list_params(capsys: pytest.CaptureFixture[str]) -> None:
     (["keyrate", "--spec", "no/such/file.yaml"], 1, "file not found"),
     (["frobnicate"], 2, "No such command"),
     (["keyrate", "--spec", TOKYO, "--param", "mu=0.5"], 2, "come from the spec file"),
+    (["keyrate", "--param", "mu=0.5", "--param", "mu=0.4"], 2, "mu is given twice"),
+    (["keyrate", "--param", "[/x]=1"], 1, "[/x]: unknown parameter"),
+    (["keyrate", "-p", "bb84[/x]"], 1, "unknown protocol 'bb84[/x]'"),
+    (["keyrate", "--plot", "out.txt"], 2, "ending in .png"),
+    (["keyrate", "--plot", "/no/such/dir/x.png"], 2, "does not exist"),
+    (["keyrate", "--param", "block_size=1e8"], 1, "set decoy=vacuum+weak"),
 ])
 def test_bad_input_gets_a_clear_error(capsys: pytest.CaptureFixture[str], args: list[str], code: int,
                                       message: str) -> None:
@@ -93,6 +99,32 @@ def test_bad_input_gets_a_clear_error(capsys: pytest.CaptureFixture[str], args: 
     assert got == code
     assert message in out + err
     assert "Traceback" not in out + err
+
+
+def test_decoy_none_and_auto_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """`decoy=none` is the choice "none" (GLLP without decoys); `mu=auto` leaves mu to the optimiser."""
+    code, out, _ = run(capsys, "keyrate", "-d", "30", "--json", "--param", "decoy=none", "--param", "mu=auto")
+    assert code == 0
+    row = json.loads(out)[0]
+    assert 0 < row["rate_per_pulse"] < 1e-4 and row["mu"] < 0.1  # no decoys: weak signals, little key
+
+
+def test_json_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    """--json output is RFC 8259 JSON: the infinite PLOB bound at 0 km is null, not Infinity."""
+    code, out, _ = run(capsys, "keyrate", "-d", "0", "--json")
+    assert code == 0 and "Infinity" not in out
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard {c}"))[0]["bound"] is None
+
+
+def test_markup_in_user_strings_is_printed_verbatim(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Names that look like rich markup are shown as written, not interpreted (nor crash)."""
+    spec = tmp_path / "[bold]net.yaml"
+    spec.write_text("name: '[/x]'\nnodes: [{name: '[/a]'}, {name: B}]\n"
+                    "links: [{name: '[red]l', endpoints: ['[/a]', B], length_km: 10}]\n")
+    code, out, _ = run(capsys, "validate", str(spec))
+    assert code == 0 and "[bold]net.yaml" in out and "'[/x]'" in out
+    code, out, _ = run(capsys, "keyrate", "--spec", str(spec))
+    assert code == 0 and "[red]l" in out and "[/a]-B" in out
 
 
 def test_validate_ok_and_broken(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -81,6 +81,42 @@ def test_dead_time_scales_rate_by_live_fraction() -> None:
     assert ratio == pytest.approx(1 / (1 + clicks * 1e9 * 1e-6), rel=1e-9)
 
 
+@pytest.mark.parametrize("afterpulse", [0.0, 0.04, 0.2])
+def test_two_decoy_bound_is_below_the_true_single_photon_gain(afterpulse: float) -> None:
+    """Ma et al. (2005) eq. 34 is a lower bound on Q_1 = Y_1 mu e^-mu, also with after-pulses
+    (the vacuum yield Bob observes then includes them), and eq. 37 an upper bound on e_1."""
+    from qnet.physics.bb84 import _single_photon_bounds
+
+    for y0 in (1e-6, 1e-5, 1e-3):
+        p_inf = BB84DecoyParams(afterpulse_prob=afterpulse, dark_count_prob=y0)
+        p_vw = BB84DecoyParams(afterpulse_prob=afterpulse, dark_count_prob=y0, decoy="vacuum+weak")
+        for eta in (1e-1, 1e-3, 1e-4):
+            q1, e1 = _single_photon_bounds(p_inf, eta, 0.5, 0.0, y0)
+            q1_low, e1_up = _single_photon_bounds(p_vw, eta, 0.5, 0.01, y0)
+            assert q1_low <= q1 * (1 + 1e-9)
+            assert q1_low <= 0 or e1_up >= e1 * (1 - 1e-6)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"decoy": "vacuum+weak", "mu": 0.5, "nu": 0.6}, r"nu: must be < mu"),
+    ({"decoy": "vacuum+weak", "mu": 0.5, "nu": 0.5}, r"nu: must be < mu"),
+    ({"nu": 0.1}, r"nu: is the weak decoy of decoy=vacuum\+weak"),
+    ({"block_size": 1e8}, r"decoy: the finite-key rate .* set decoy=vacuum\+weak"),
+])
+def test_inconsistent_parameters_are_named(params: dict[str, object], message: str) -> None:
+    """Problems between fields are reported like problems of one field."""
+    with pytest.raises(ParameterError, match=message):
+        BB84DecoyParams(**params)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("params", [
+    {"decoy": "vacuum+weak", "nu": 1.49}, {"decoy": "vacuum+weak", "mu": 5e-5}, {"decoy": "vacuum+weak", "nu": 1e-5},
+])
+def test_extreme_intensities_give_a_rate_not_a_crash(params: dict[str, object]) -> None:
+    """Given intensities at the edges of their ranges still give a (possibly zero) rate."""
+    assert key_rate("bb84-decoy", 30.0, params).rate_per_pulse >= 0.0
+
+
 def test_rate_bps_is_rate_per_pulse_times_rep_rate() -> None:
     """rate_bps = rate_per_pulse x rep_rate_hz."""
     point = key_rate("bb84-decoy", 30.0, {"rep_rate_hz": 2e6})
@@ -103,6 +139,7 @@ def test_qber_at_zero_distance_is_misalignment() -> None:
     ("detector_efficiency", 0.0, r"detector_efficiency: must be in \(0, 1\]"),
     ("misalignment", 0.7, r"misalignment: must be in \[0, 0.5\]"),
     ("decoy", "two", r"decoy: must be one of infinite, vacuum\+weak, none"),
+    ("mu", 10**400, r"mu: must be a finite number"),
     ("ec_efficiency", 0.9, r"ec_efficiency: must be >= 1"),
     ("mu", "high", r"mu: must be a number"),
 ])

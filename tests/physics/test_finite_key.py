@@ -59,6 +59,21 @@ def test_key_length_terms_on_fixed_settings() -> None:
     assert 0 < r15.key_length < 1e8
 
 
+def test_dead_time_scales_the_finite_key_rate() -> None:
+    """A detector dead time lowers the finite-key rate as it does the asymptotic one."""
+    base = key_rate("bb84-decoy", 50.0, {**LIM, "block_size": 1e8}).rate_per_pulse
+    slow = key_rate("bb84-decoy", 50.0, {**LIM, "block_size": 1e8, "dead_time_s": 1e-6}).rate_per_pulse
+    assert 0 < slow < base
+
+
+def test_default_sweep_never_fails() -> None:
+    """The whole default sweep (0-200 km) runs for small and large blocks (the optimiser once let a
+    basis probability underflow to 0)."""
+    for block in (1e4, 1e8):
+        for d in range(0, 201, 25):
+            assert key_rate("bb84-decoy", float(d), {"decoy": "vacuum+weak", "block_size": block}).rate_per_pulse >= 0
+
+
 def test_finite_key_needs_block_size() -> None:
     """Calling the finite-key model without a block size is a programmer error, named."""
     with pytest.raises(ValueError, match="block_size"):

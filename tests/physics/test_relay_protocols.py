@@ -40,11 +40,14 @@ def test_tf_rate_scales_with_square_root_of_transmittance() -> None:
 
 
 def test_tf_phase_error_of_a_perfect_channel() -> None:
-    """Without noise the phase error is the weight of even photon numbers among clicks, which for
-    small mu is about mu/2 x ... > 0, and grows with mu (the reason mu stays small)."""
-    p = TFQKDParams(dark_count_prob=0.0, misalignment=0.0)
-    low, high = phase_error(p, 0.5, 0.05), phase_error(p, 0.5, 0.5)
-    assert 0 < low < high <= 0.5
+    """Without noise the phase error is the share of clicks from even photon numbers (eq. B27):
+    with eta = 1 every photon clicks, so it is P(k even, k >= 2) / P(k >= 1) for Poisson light,
+    and it grows with mu (the reason mu stays small)."""
+    p = TFQKDParams(dark_count_prob_per_detector=0.0, misalignment=0.0)
+    for mu in (0.05, 0.5):
+        even = (math.cosh(mu) - 1) * math.exp(-mu)
+        assert phase_error(p, 1.0, mu) == pytest.approx(min(0.5, even / (1 - math.exp(-mu))), rel=1e-9)
+    assert phase_error(p, 1.0, 0.05) < phase_error(p, 1.0, 0.5)
 
 
 def test_relay_protocols_reach_further_than_bb84() -> None:

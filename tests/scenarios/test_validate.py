@@ -98,6 +98,14 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("priority not whole", _set("demands[0].priority", 1.5), "demands[0].priority", r"must be a whole number"),
     ("section of wrong type", _set("links", {"A": "B"}), "links", r"must be a list"),
     ("empty name", _set("nodes[0].name", "  "), "nodes[0].name", r"must not be empty"),
+    ("control character in name", _set("nodes[2].name", "B\x00"), "nodes[2].name", r"must not contain control characters"),
+    ("infinite length", _set("links[1].length_km", float("inf")), "links[1].length_km", r"must be a finite number"),
+    ("NaN latitude", _set("nodes[0].location.lat", float("nan")), "nodes[0].location.lat", r"must be a finite number"),
+    ("infinite demand", _set("demands[0].key_rate_bps", float("inf")), "demands[0].key_rate_bps", r"must be a finite number"),
+    ("absurd length", _set("links[1].length_km", 1e300), "links[1].length_km", r"must be <= 1e\+06"),
+    ("huge integer parameter", _set("links[0].params", {"mu": 10**400}), "links[0].params.mu", r"too large for a float"),
+    ("non-text parameter name", _set("links[0].params", {1: 2}), "links[0].params[1]", r"must be text"),
+    ("weak decoy above signal", _set("links[0].params", {"decoy": "vacuum+weak", "mu": 0.3, "nu": 0.4}), "links[0].params.nu", r"must be < mu"),
 ]
 
 
@@ -147,6 +155,9 @@ def test_invalid_node_is_not_also_unknown() -> None:
 
 @pytest.mark.parametrize(("text", "pattern"), [
     ("name: [unclosed", r"YAML syntax error at line 1, column \d+"),
+    ("name: a\nname: b\nnodes: [{name: A}]\n", r"line 2, column 1: duplicate key 'name'"),
+    ("name: &n a\nnodes: [{name: *n}]\n", r"aliases \(\*name\) are not allowed"),
+    ("name: !!python/object:os.system x\n", r"YAML syntax error"),
     ("", r"the spec is empty"),
     ("- just\n- a list\n", r"the top level must be a mapping"),
 ])
@@ -154,6 +165,19 @@ def test_unreadable_yaml(text: str, pattern: str) -> None:
     """YAML that is not a spec gets one clear problem, with the line for syntax errors."""
     with pytest.raises(SpecError, match=pattern):
         parse_spec(text)
+
+
+def test_alias_bomb_is_refused_fast() -> None:
+    """A tiny file of nested aliases (a "billion laughs") is refused at once, not expanded."""
+    import time
+
+    lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+              for p, c in zip("abcdefg", "bcdefgh", strict=True)]
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="aliases"):
+        parse_spec("\n".join([*lines, "name: n", "nodes: [{name: A}]"]))
+    assert time.perf_counter() - start < 1.0
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -53,9 +53,8 @@ def _empty(text: str) -> list[float]:
 
 
 def parse_value(text: str) -> Any:
-    """A parameter value: a number if it reads as one, ``None`` for ``none``/``null``, else text."""
-    if text.lower() in {"none", "null", "auto"}:
-        return None
+    """A parameter value: a number if it reads as one, else text (the model decides what text
+    means: ``decoy=none`` is a choice, ``mu=auto`` leaves mu to the optimiser)."""
     try:
         return float(text)
     except ValueError:
@@ -74,5 +73,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        if name.strip() in out:
+            raise typer.BadParameter(f"{name.strip()} is given twice", param_hint="--param")
         out[name.strip()] = parse_value(value.strip())
     return out

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from qnet.cli._console import console, err_console
+from qnet.cli._output import check_plot_path, to_json
 from qnet.cli._parse import parse_distances, parse_params
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ def keyrate(
     if list_params:
         _print_parameters(protocol)
         return
+    if plot is not None:
+        check_plot_path(plot)
     if spec is not None:
         if param or protocol != ["bb84-decoy"]:
             raise typer.BadParameter("with --spec, each link's protocol and params come from the spec file; "
@@ -74,26 +77,24 @@ def keyrate(
     distances = parse_distances(distance_km)
     curves = _sweep(protocol, distances, parse_params(param))
     if as_json:
-        typer.echo(json.dumps([p.as_dict() for points in curves.values() for p in points], indent=2))
+        typer.echo(to_json([p.as_dict() for points in curves.values() for p in points]))
     else:
         for name, points in curves.items():
             console.print(_curve_table(name, points))
     if plot is not None:
         from qnet.scenarios.plots import plot_key_rates
 
-        plot_key_rates(curves, plot)
-        err_console.print(f"wrote {plot}")
+        err_console.print(f"wrote {escape(str(plot_key_rates(curves, plot)))}")
 
 
 def _protocol_params(protocols: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
     """Each protocol's parameters, with the overrides that belong to it."""
-    from qnet.errors import ParameterError, Problem
-    from qnet.physics._params import suggest
+    from qnet.errors import ParameterError, Problem, did_you_mean
     from qnet.physics.keyrate import get_protocol
 
     models = [get_protocol(name) for name in protocols]
     known = sorted({n for m in models for n in m.parameter_names})
-    unknown = [Problem(k, "unknown parameter" + suggest(k, known)) for k in overrides if k not in known]
+    unknown = [Problem(k, "unknown parameter" + did_you_mean(k, known)) for k in overrides if k not in known]
     if unknown:
         raise ParameterError(unknown)
     return {m.name: m.params({k: v for k, v in overrides.items() if k in m.parameter_names})
@@ -146,26 +147,26 @@ def _keyrate_spec(spec_path: Path, *, as_json: bool, plot: Path | None) -> None:
         task = progress.add_task("planning links", total=len(spec.links))
         plan = plan_network(spec, progress=lambda _name: progress.advance(task))
     if as_json:
-        typer.echo(json.dumps(plan.as_dict(), indent=2))
+        typer.echo(to_json(plan.as_dict()))
     else:
         _print_plan(plan)
     if plot is not None:
         from qnet.scenarios.plots import plot_network
 
-        plot_network(spec, plan, plot)
-        err_console.print(f"wrote {plot}")
+        err_console.print(f"wrote {escape(str(plot_network(spec, plan, plot)))}")
 
 
 def _print_plan(plan: NetworkPlan) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    links = Table(title=f"{plan.name}: secret-key rate per link", title_justify="left")
+    links = Table(title=Text(f"{plan.name}: secret-key rate per link"), title_justify="left")
     for col in ("link", "endpoints", "protocol", "km", "dB", "key rate", "QBER"):
         links.add_column(col, no_wrap=True,
                          justify="left" if col in {"link", "endpoints", "protocol"} else "right")
     for lk in plan.links:
         r = lk.rate
-        links.add_row(lk.name, "-".join(lk.endpoints), r.protocol, f"{r.distance_km:.1f}",
+        links.add_row(Text(lk.name), Text("-".join(lk.endpoints)), r.protocol, f"{r.distance_km:.1f}",
                       f"{r.loss_db:.1f}", _bps(r.rate_bps) if r.rate_bps > 0 else "[red]no key[/]",
                       _fmt(r.qber, ".2%"))
     console.print(links)
@@ -176,7 +177,8 @@ def _print_plan(plan: NetworkPlan) -> None:
         demands.add_column(col)
     for d in plan.demands:
         status = "[green]fits[/]" if d.feasible else "[red]short[/]"
-        demands.add_row(d.name, " -> ".join(d.nodes), _bps(d.key_rate_bps), _bps(d.capacity_bps), status)
+        demands.add_row(Text(d.name), Text(" -> ".join(d.nodes)), _bps(d.key_rate_bps), _bps(d.capacity_bps),
+                        status)
     console.print(demands)
 
 

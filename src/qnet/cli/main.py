@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 import typer
+from rich.markup import escape
 
 from qnet import __version__
 from qnet.cli import keyrate, validate
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = app(args=args, prog_name="qnet", standalone_mode=False)
     except QNetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 1
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -73,7 +74,7 @@ def _usage_or_internal(exc: Exception) -> int:
     if os.environ.get("QNET_DEBUG"):
         raise exc
     err_console.print(
-        f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+        f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
         "This is a bug in qnet; run again with QNET_DEBUG=1 for the traceback and report it."
     )
     return 70

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from qnet.cli._console import console, err_console
 
@@ -29,12 +30,13 @@ def validate(
         net = load_spec(spec)
     except SpecError as exc:
         if not quiet:
-            err_console.print(f"[bold red]{exc.source}[/]: {len(exc.problems)} problem(s)", highlight=False)
+            err_console.print(f"[bold red]{escape(exc.source)}[/]: {len(exc.problems)} problem(s)", highlight=False)
             for problem in exc.problems:
                 err_console.print(f"  {problem}", highlight=False, markup=False)
         raise typer.Exit(1) from None
     if not quiet:
         console.print(
-            f"[green]ok[/] {spec}: network {net.name!r}, {len(net.nodes)} nodes, {len(net.links)} links, "
+            f"[green]ok[/] {escape(str(spec))}: network {escape(repr(net.name))}, {len(net.nodes)} nodes, "
+            f"{len(net.links)} links, "
             f"{len(net.applications)} SAEs, {len(net.demands)} demands", highlight=False,
         )

@@ -9,15 +9,15 @@ free of pydantic (numpy only, DESIGN.md); the spec layer reuses these messages v
 
 from __future__ import annotations
 
-import difflib
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from qnet.errors import ParameterError, Problem
+from qnet.errors import ParameterError, Problem, did_you_mean
 
-__all__ = ["DEVICE_LIMITS", "Choice", "Params", "Range", "build", "check", "suggest"]
+__all__ = ["DEVICE_LIMITS", "Choice", "Params", "Range", "build", "check"]
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,17 @@ class Range:
         if value is None:
             return None if self.optional else "is required"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be a number, got {value!r}"
-        if not math.isfinite(value):
+            return f"must be a number, got {reprlib.repr(value)}"
+        try:
+            x = float(value)
+        except OverflowError:
+            return "must be a finite number, got a number too large for a float"
+        if not math.isfinite(x):
             return f"must be finite, got {value!r}"
         if self.integer and value != int(value):
             return f"must be a whole number, got {value!r}"
-        if not self._inside(float(value)):
-            return f"must be {self.describe()}, got {value!r}"
+        if not self._inside(x):
+            return f"must be {self.describe()}, got {reprlib.repr(value)}"
         return None
 
     def _inside(self, x: float) -> bool:
@@ -72,7 +76,7 @@ class Choice:
         """Say what is wrong with ``value``, or ``None`` when it is allowed."""
         if value in self.options:
             return None
-        return f"must be one of {', '.join(self.options)}; got {value!r}"
+        return f"must be one of {', '.join(self.options)}; got {reprlib.repr(value)}"
 
     def describe(self) -> str:
         """Words for the allowed values."""
@@ -86,7 +90,6 @@ DEVICE_LIMITS: Mapping[str, Limit] = {
     "attenuation_db_per_km": Range(0.0),
     "extra_loss_db": Range(0.0),
     "detector_efficiency": Range(0.0, 1.0, lo_open=True),
-    "dark_count_prob": Range(0.0, 0.5, hi_open=True),
     "misalignment": Range(0.0, 0.5),
     "ec_efficiency": Range(1.0),
     "rep_rate_hz": Range(0.0, lo_open=True),
@@ -115,18 +118,25 @@ def check(params: Params) -> list[Problem]:
 
 
 def validate(params: Params) -> None:
-    """Raise :class:`~qnet.errors.ParameterError` listing every bad field of ``params``."""
+    """Raise :class:`~qnet.errors.ParameterError` listing every bad field of ``params``, then every
+    problem between fields (a ``cross_problems()`` method, where the dataclass has one)."""
     problems = check(params)
+    cross = getattr(params, "cross_problems", None)
+    if not problems and callable(cross):
+        problems = list(cross())
     if problems:
         raise ParameterError(problems)
 
 
-def suggest(name: str, known: list[str]) -> str:
-    """A ``"; did you mean 'x'?"`` hint for a misspelt name, or an empty string."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if not close and name:
-        close = [k for k in known if k.startswith(name)][:1]
-    return f"; did you mean {close[0]!r}?" if close else ""
+_UNSET_WORDS = {"none", "null", "auto", "unset"}
+
+
+def _unset(limit: Limit | None, value: Any) -> Any:
+    """``"none"``/``"auto"`` (any case) means unset for an optional number (``mu=auto``)."""
+    optional = isinstance(limit, Range) and limit.optional
+    if optional and isinstance(value, str) and value.strip().lower() in _UNSET_WORDS:
+        return None
+    return value
 
 
 def build(cls: type[P], values: Mapping[str, Any]) -> P:
@@ -139,8 +149,9 @@ def build(cls: type[P], values: Mapping[str, Any]) -> P:
         ParameterError: listing every unknown name and every bad value.
     """
     known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    values = {str(k): _unset(cls.LIMITS.get(str(k)), v) for k, v in values.items()}
     problems = [
-        Problem(name, "unknown parameter" + suggest(name, known))
+        Problem(name, "unknown parameter" + did_you_mean(name, known))
         for name in values
         if name not in known
     ]

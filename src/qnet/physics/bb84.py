@@ -32,19 +32,17 @@ from typing import ClassVar
 
 import numpy as np
 
+from qnet.errors import Problem
 from qnet.physics import _params
 from qnet.physics._optimise import maximise_1d, maximise_2d
 from qnet.physics._params import DEVICE_LIMITS, Choice, Limit, Range
+from qnet.physics._types import E0, Decoy
 from qnet.physics.detectors import click_probability, live_fraction, with_afterpulses
 from qnet.physics.entropy import binary_entropy
 from qnet.physics.rates import RatePoint
 
 __all__ = ["BB84Channel", "BB84DecoyParams", "bb84_channel", "bb84_decoy_rate"]
 
-E0 = 0.5
-"""Error rate of a background click: random, 1/2."""
-
-DECOY_CHOICES = ("infinite", "vacuum+weak", "none")
 
 
 
@@ -95,10 +93,11 @@ class BB84DecoyParams:
 
     LIMITS: ClassVar[Mapping[str, Limit]] = {
         **DEVICE_LIMITS,
+        "dark_count_prob": Range(0.0, 0.5, hi_open=True),
         "sifting_factor": Range(0.0, 1.0, lo_open=True),
         "mu": Range(0.0, 20.0, lo_open=True, optional=True),
         "nu": Range(0.0, 20.0, lo_open=True, optional=True),
-        "decoy": Choice(DECOY_CHOICES),
+        "decoy": Choice(tuple(d.value for d in Decoy)),
         "afterpulse_prob": Range(0.0, 1.0, hi_open=True),
         "dead_time_s": Range(0.0),
         "block_size": Range(1e3, optional=True),
@@ -108,6 +107,19 @@ class BB84DecoyParams:
 
     def __post_init__(self) -> None:
         _params.validate(self)
+
+    def cross_problems(self) -> list[Problem]:
+        """Problems between fields: the decoy intensities and what the finite-key model needs."""
+        problems = []
+        if self.nu is not None and self.decoy != Decoy.VACUUM_WEAK:
+            problems.append(Problem("nu", "is the weak decoy of decoy=vacuum+weak; set that or drop nu"))
+        if self.nu is not None and self.mu is not None and not self.nu < self.mu:
+            problems.append(Problem("nu", f"must be < mu (the weak decoy is weaker than the signal), "
+                                          f"got nu={self.nu!r}, mu={self.mu!r}"))
+        if self.block_size is not None and self.decoy != Decoy.VACUUM_WEAK:
+            problems.append(Problem("decoy", "the finite-key rate (block_size, Lim et al. 2014) is for "
+                                             "two decoys: set decoy=vacuum+weak"))
+        return problems
 
 
 @dataclass(frozen=True)
@@ -142,25 +154,32 @@ def _single_photon_bounds(
 ) -> tuple[float, float]:
     """(Q_1 lower bound, e_1 upper bound) for the chosen decoy method."""
     signal = bb84_channel(p, eta, mu, y0)
-    if p.decoy == "infinite":
+    if p.decoy == Decoy.INFINITE:
         clicks = y0 + (1.0 - y0) * eta
         y1 = clicks * (1.0 + p.afterpulse_prob)
         if y1 <= 0:
             return 0.0, E0
         e1 = (E0 * y0 + p.misalignment * eta + E0 * p.afterpulse_prob * clicks) / y1
         return y1 * mu * np.exp(-mu), e1
-    if p.decoy == "none":
+    if p.decoy == Decoy.NONE:
         q1 = signal.gain - (1.0 - (1.0 + mu) * np.exp(-mu))
-        return q1, signal.qber * signal.gain / q1 if q1 > 0 else 0.5
-    weak = bb84_channel(p, eta, nu, y0)
+        return q1, signal.qber * signal.gain / q1 if q1 > 0 else E0
+    return _two_decoy_bounds(p, eta, mu, nu, y0)
+
+
+def _two_decoy_bounds(p: BB84DecoyParams, eta: float, mu: float, nu: float, y0: float) -> tuple[float, float]:
+    """Ma et al. (2005) eqs. 34 and 37 from the gains and errors Bob observes for the signal, the
+    weak decoy and the vacuum (whose observed yield includes after-pulses, not only dark counts)."""
+    signal, weak = bb84_channel(p, eta, mu, y0), bb84_channel(p, eta, nu, y0)
+    vacuum = bb84_channel(p, eta, 0.0, y0).gain
     y1 = (mu / (mu * nu - nu**2)) * (
         weak.gain * np.exp(nu)
         - signal.gain * np.exp(mu) * nu**2 / mu**2
-        - (mu**2 - nu**2) / mu**2 * y0
+        - (mu**2 - nu**2) / mu**2 * vacuum
     )
     if y1 <= 0:
-        return 0.0, 0.5
-    e1 = (weak.qber * weak.gain * np.exp(nu) - E0 * y0) / (y1 * nu)
+        return 0.0, E0
+    e1 = (weak.qber * weak.gain * np.exp(nu) - E0 * vacuum) / (y1 * nu)
     return y1 * mu * np.exp(-mu), e1
 
 
@@ -201,7 +220,7 @@ def bb84_decoy_rate(p: BB84DecoyParams, channel_transmittance: float) -> RatePoi
 
 def _choose_intensities(p: BB84DecoyParams, eta: float) -> tuple[float, float]:
     """The given (mu, nu), or the pair that maximises the rate."""
-    if p.decoy != "vacuum+weak":
+    if p.decoy != Decoy.VACUUM_WEAK:
         if p.mu is not None:
             return p.mu, 0.0
         return maximise_1d(lambda m: _rate(p, eta, m, 0.0), 1e-4, 1.5), 0.0
@@ -209,9 +228,9 @@ def _choose_intensities(p: BB84DecoyParams, eta: float) -> tuple[float, float]:
         return p.mu, p.nu
     if p.nu is not None:
         nu = p.nu
-        return maximise_1d(lambda m: _rate(p, eta, m, nu), nu * 1.01, 1.5), nu
+        return maximise_1d(lambda m: _rate(p, eta, m, nu), nu * 1.01, max(1.5, nu * 3)), nu
     if p.mu is not None:
         mu = p.mu
-        return mu, maximise_1d(lambda n: _rate(p, eta, mu, n), 1e-4, mu * 0.99)
+        return mu, maximise_1d(lambda n: _rate(p, eta, mu, n), min(1e-4, mu * 0.01), mu * 0.99)
     best = maximise_2d(lambda m, n: _rate(p, eta, m, n * m), (1e-3, 1.5), (1e-3, 0.99))
     return best[0], best[0] * best[1]

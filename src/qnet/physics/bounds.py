@@ -11,11 +11,10 @@
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
+
+from qnet.physics._types import ArrayLike
 
 __all__ = ["plob_bound", "single_repeater_bound"]
-
-ArrayLike = float | npt.NDArray[np.float64]
 
 
 def plob_bound(transmittance: ArrayLike) -> ArrayLike:

@@ -12,13 +12,11 @@ Channels here are pure functions of numbers; links that carry these models live 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
+from qnet.physics._types import ArrayLike
 from qnet.units import db_to_transmittance
 
 __all__ = ["channel_loss_db", "fibre_transmittance", "link_transmittance"]
-
-ArrayLike = float | npt.NDArray[np.float64]
 
 
 def channel_loss_db(

@@ -19,11 +19,10 @@ Models (all per gate/pulse, for a detector gated at the source's repetition rate
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
+
+from qnet.physics._types import ArrayLike
 
 __all__ = ["click_probability", "live_fraction", "with_afterpulses"]
-
-ArrayLike = float | npt.NDArray[np.float64]
 
 
 def click_probability(eta: ArrayLike, mu: ArrayLike, background: float) -> ArrayLike:

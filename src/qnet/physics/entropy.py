@@ -9,11 +9,10 @@
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
+
+from qnet.physics._types import ArrayLike
 
 __all__ = ["binary_entropy", "thermal_entropy"]
-
-ArrayLike = float | npt.NDArray[np.float64]
 
 
 def binary_entropy(x: ArrayLike) -> ArrayLike:

@@ -18,7 +18,8 @@ X basis. With n_X sifted X-basis detections (the block size) the secret key is (
 The observed counts come from the channel model of sec. IV with the after-pulsing model of
 :mod:`qnet.physics.bb84`. The intensities mu_1, mu_2 (``mu``, ``nu``), the probabilities and the basis
 bias q_X are optimised for the largest rate l / N per pulse sent, unless ``mu``/``nu`` are given;
-mu_3 is fixed at 2e-4 as in the paper.
+mu_3 is fixed at 2e-4 as in the paper. The basis bias replaces the asymptotic model's sifting factor,
+and a detector dead time scales the rate as in :mod:`qnet.physics.bb84`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from qnet.physics._types import E0
 from qnet.physics.bb84 import BB84DecoyParams, bb84_channel
+from qnet.physics.detectors import live_fraction
 from qnet.physics.entropy import binary_entropy
 from qnet.physics.rates import RatePoint
 
@@ -131,6 +134,8 @@ def finite_key_length(p: BB84DecoyParams, eta: float, s: _Settings) -> FiniteKey
     y0 = p.dark_count_prob
     channels = [bb84_channel(p, eta, k, y0) for k in s.intensities]
     x_rate = s.q_x**2 * sum(pk * c.gain for pk, c in zip(s.probs, channels, strict=True))
+    if x_rate <= 0:
+        return FiniteKeyResult(-math.inf, math.inf, E0, E0)
     pulses = float(p.block_size or 0.0) / x_rate
     n_x = [pulses * s.q_x**2 * pk * c.gain for pk, c in zip(s.probs, channels, strict=True)]
     n_z = [pulses * (1 - s.q_x) ** 2 * pk * c.gain for pk, c in zip(s.probs, channels, strict=True)]
@@ -153,7 +158,7 @@ def finite_key_length(p: BB84DecoyParams, eta: float, s: _Settings) -> FiniteKey
 
 def _decode(v: np.ndarray, p: BB84DecoyParams) -> _Settings:
     """Unconstrained optimiser variables -> settings (logistic for probabilities, log intensities)."""
-    sig = 1.0 / (1.0 + np.exp(-v[:3]))
+    sig = np.clip(1.0 / (1.0 + np.exp(-v[:3])), 1e-6, 1.0 - 1e-6)  # keep every probability inside (0, 1)
     p1 = float(sig[1]) * 0.98
     p2 = float(sig[2]) * (0.99 - p1)
     mu1 = p.mu if p.mu is not None else float(np.exp(v[3]))
@@ -166,7 +171,7 @@ def _cost(v: np.ndarray, p: BB84DecoyParams, eta: float) -> float:
     if not s.valid():
         return 2 * _PENALTY
     result = finite_key_length(p, eta, s)
-    if result.key_length <= 0:
+    if not result.key_length > 0:
         return _PENALTY - max(result.key_length, -1e12) / 1e12
     return -math.log(result.rate_per_pulse)
 
@@ -196,4 +201,6 @@ def finite_key_rate(p: BB84DecoyParams, channel_transmittance: float) -> RatePoi
     result = finite_key_length(p, eta, settings)
     if result.key_length <= 0 or not settings.valid():
         return RatePoint(0.0, None, result.qber_x)
-    return RatePoint(result.rate_per_pulse, settings.mu1, result.qber_x)
+    signal_clicks = bb84_channel(p, eta, settings.mu1, p.dark_count_prob).gain
+    live = float(live_fraction(signal_clicks, p.rep_rate_hz, p.dead_time_s))
+    return RatePoint(result.rate_per_pulse * live, settings.mu1, result.qber_x)

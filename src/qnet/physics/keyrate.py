@@ -14,6 +14,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -209,7 +210,8 @@ def _resolve(model: ProtocolModel, params: Mapping[str, Any] | Any | None) -> An
 
 
 def max_distance_km(protocol: str, params: Mapping[str, Any] | Any | None = None, *, upto_km: float = 1000.0) -> float:
-    """The fibre length at which the key rate falls to zero (0 if there is no key at 0 km).
+    """The fibre length at which the key rate falls to zero (0 if there is no key at 0 km, ``inf``
+    if there is still key at ``upto_km``: asymptotic GG02, for one, never reaches zero).
 
     Found by bisection on the sign of the rate, to 0.01 km.
     """
@@ -221,7 +223,7 @@ def max_distance_km(protocol: str, params: Mapping[str, Any] | Any | None = None
     if rate(0.0) <= 0.0:
         return 0.0
     if rate(upto_km) > 0.0:
-        return float(upto_km)
+        return math.inf
     grid = np.linspace(0.0, upto_km, 41)
     last = next(d for d in grid if rate(float(d)) <= 0.0)
     step = grid[1] - grid[0]

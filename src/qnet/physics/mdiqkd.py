@@ -34,12 +34,12 @@ from scipy.special import i0
 from qnet.physics import _params
 from qnet.physics._optimise import maximise_1d
 from qnet.physics._params import DEVICE_LIMITS, Limit, Range
+from qnet.physics._types import E0
 from qnet.physics.entropy import binary_entropy
 from qnet.physics.rates import RatePoint
 
 __all__ = ["MDIQKDParams", "mdi_qkd_rate", "rectilinear_gain", "single_photon_yield"]
 
-E0 = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,8 +53,9 @@ class MDIQKDParams:
         attenuation_db_per_km: fibre attenuation (dB/km).
         extra_loss_db: fixed loss on top of the fibre (dB).
         detector_efficiency: efficiency of Charlie's detectors.
-        dark_count_prob: dark-count probability per pulse of EACH of Charlie's four detectors (p_d).
-        misalignment: e_d.
+        dark_count_prob_per_detector: dark-count probability per pulse of each of Charlie's four
+            detectors (p_d).
+        misalignment: probability that a photon reaches the wrong detector (e_d).
         ec_efficiency: error-correction inefficiency f.
         rep_rate_hz: pulse pairs per second.
         mu: signal mean photon number of each of Alice and Bob; ``None`` optimises it.
@@ -63,7 +64,7 @@ class MDIQKDParams:
     attenuation_db_per_km: float = 0.2
     extra_loss_db: float = 0.0
     detector_efficiency: float = 0.145
-    dark_count_prob: float = 3.01e-6
+    dark_count_prob_per_detector: float = 3.01e-6
     misalignment: float = 0.015
     ec_efficiency: float = 1.16
     rep_rate_hz: float = 1e9
@@ -71,6 +72,7 @@ class MDIQKDParams:
 
     LIMITS: ClassVar[Mapping[str, Limit]] = {
         **DEVICE_LIMITS,
+        "dark_count_prob_per_detector": Range(0.0, 0.5, hi_open=True),
         "mu": Range(0.0, 20.0, lo_open=True, optional=True),
     }
 
@@ -99,8 +101,8 @@ def rectilinear_gain(mu_a: float, mu_b: float, eta_a: float, eta_b: float, p_d: 
 
 
 def _rate(p: MDIQKDParams, eta_arm: float, mu: float) -> float:
-    y11, e11 = single_photon_yield(eta_arm, eta_arm, p.dark_count_prob, p.misalignment)
-    gain, qber = rectilinear_gain(mu, mu, eta_arm, eta_arm, p.dark_count_prob, p.misalignment)
+    y11, e11 = single_photon_yield(eta_arm, eta_arm, p.dark_count_prob_per_detector, p.misalignment)
+    gain, qber = rectilinear_gain(mu, mu, eta_arm, eta_arm, p.dark_count_prob_per_detector, p.misalignment)
     q11 = mu * mu * np.exp(-2 * mu) * y11
     return float(q11 * (1 - binary_entropy(e11)) - p.ec_efficiency * gain * binary_entropy(qber))
 
@@ -119,5 +121,5 @@ def mdi_qkd_rate(p: MDIQKDParams, channel_transmittance: float) -> RatePoint:
         return RatePoint(0.0)
     mu = p.mu if p.mu is not None else maximise_1d(lambda m: _rate(p, eta_arm, m), 1e-3, 2.0)
     rate = _rate(p, eta_arm, mu)
-    qber = rectilinear_gain(mu, mu, eta_arm, eta_arm, p.dark_count_prob, p.misalignment)[1]
+    qber = rectilinear_gain(mu, mu, eta_arm, eta_arm, p.dark_count_prob_per_detector, p.misalignment)[1]
     return RatePoint(rate, mu, qber) if rate > 0 else RatePoint(0.0, None, qber)

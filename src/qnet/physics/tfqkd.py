@@ -16,8 +16,8 @@ efficiency included) and background Y_0 = 2 p_d from the two detectors:
 - Y_k = 1 - (1 - Y_0)(1 - eta)^k; Q_mu = 1 - (1 - Y_0) e^(-eta mu)   (eqs. B13-B14)
 - e_k Y_k = (Y_0/2)(1 - eta)^k + e_d [1 - (1 - eta)^k]   (eq. B20), so summed over the Poisson
   photon numbers E_Z Q_mu = (Y_0/2) e^(-eta mu) + e_d (1 - e^(-eta mu))
-- phase error E_X <= sum_k odd q_k e_k + sum_k even q_k (1 - e_k), q_k = P_mu(k) Y_k / Q_mu
-  (eq. A33, infinite decoys).
+- phase error E_X <= q_0/2 + sum_{k odd} q_k e_k + sum_{k even >= 2} q_k, q_k = P_mu(k) Y_k / Q_mu
+  (the conservative form of eq. B27, infinite decoys: every even-photon click counts as an error).
 
 Here the summed form of B20 is used for E_Z, which keeps E_Z and the photon-number terms consistent
 (the printed B22 agrees with it to first order in eta mu).
@@ -55,7 +55,8 @@ class TFQKDParams:
         attenuation_db_per_km: fibre attenuation (dB/km).
         extra_loss_db: fixed loss on top of the fibre (dB).
         detector_efficiency: efficiency of the relay's detectors.
-        dark_count_prob: dark-count probability per pulse of EACH of the relay's two detectors.
+        dark_count_prob_per_detector: dark-count probability per pulse of each of the relay's two
+            detectors (p_d; the background is Y_0 = 2 p_d).
         misalignment: phase misalignment error e_d.
         ec_efficiency: error-correction inefficiency f.
         phase_slices: number of phase slices M (sifting 2/M).
@@ -66,7 +67,7 @@ class TFQKDParams:
     attenuation_db_per_km: float = 0.2
     extra_loss_db: float = 0.0
     detector_efficiency: float = 0.145
-    dark_count_prob: float = 8e-8
+    dark_count_prob_per_detector: float = 8e-8
     misalignment: float = 0.015
     ec_efficiency: float = 1.15
     phase_slices: float = 16
@@ -75,7 +76,7 @@ class TFQKDParams:
 
     LIMITS: ClassVar[Mapping[str, Limit]] = {
         **DEVICE_LIMITS,
-        "dark_count_prob": Range(0.0, 0.25, hi_open=True),
+        "dark_count_prob_per_detector": Range(0.0, 0.25, hi_open=True),
         "phase_slices": Range(2.0, 1024.0, integer=True),
         "mu": Range(0.0, 2.0, lo_open=True, optional=True),
     }
@@ -86,7 +87,7 @@ class TFQKDParams:
 
 def _yields(p: TFQKDParams, eta: float) -> tuple[np.ndarray, np.ndarray]:
     """(Y_k, e_k) for k = 0.._KMAX photons (eqs. B13, B20)."""
-    y0 = 2.0 * p.dark_count_prob
+    y0 = 2.0 * p.dark_count_prob_per_detector
     survive = (1.0 - eta) ** np.arange(_KMAX + 1)
     yk = 1.0 - (1.0 - y0) * survive
     errors = y0 / 2.0 * survive + p.misalignment * (1.0 - survive)
@@ -95,17 +96,19 @@ def _yields(p: TFQKDParams, eta: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def phase_error(p: TFQKDParams, eta: float, mu: float) -> float:
-    """Upper bound E_X on the phase error (eq. A33): odd photon numbers err like bits, even ones
-    contribute the complement."""
+    """Upper bound E_X on the phase error, in the conservative form of eq. B27: odd photon numbers
+    err like bit errors, vacuum clicks (dark counts) at random, and every click from an even number
+    of photons (k >= 2) is counted as a phase error."""
     yk, ek = _yields(p, eta)
-    weights = poisson.pmf(np.arange(_KMAX + 1), mu) * yk
+    k = np.arange(_KMAX + 1)
+    weights = poisson.pmf(k, mu) * yk
     qk = weights / weights.sum()
-    odd = np.arange(_KMAX + 1) % 2 == 1
-    return float(min(0.5, np.sum(qk[odd] * ek[odd]) + np.sum(qk[~odd] * (1.0 - ek[~odd]))))
+    odd, even = k % 2 == 1, (k % 2 == 0) & (k >= 2)
+    return float(min(0.5, qk[0] * 0.5 + np.sum(qk[odd] * ek[odd]) + np.sum(qk[even])))
 
 
 def _gain_and_qber(p: TFQKDParams, eta: float, mu: float) -> tuple[float, float]:
-    y0 = 2.0 * p.dark_count_prob
+    y0 = 2.0 * p.dark_count_prob_per_detector
     signal = -np.expm1(-eta * mu)
     gain = y0 + (1.0 - y0) * signal
     errors = y0 / 2.0 * (1.0 - signal) + p.misalignment * signal
@@ -125,7 +128,7 @@ def tf_qkd_rate(p: TFQKDParams, channel_transmittance: float) -> RatePoint:
     Examples:
         >>> r = tf_qkd_rate(TFQKDParams(), 10 ** (-0.2 * 100 / 10))
         >>> f"{r.rate_per_pulse:.2e}"
-        '7.78e-05'
+        '7.64e-05'
     """
     eta = float(np.sqrt(channel_transmittance)) * p.detector_efficiency
     if eta <= 0:

@@ -8,14 +8,14 @@ reported as "unknown" wherever it is used).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import networkx as nx
 from pydantic import ValidationError
 
-from qnet.errors import ParameterError, Problem, UnknownProtocolError
-from qnet.physics._params import suggest
+from qnet.errors import ParameterError, Problem, UnknownProtocolError, did_you_mean
 from qnet.physics.keyrate import get_protocol
 from qnet.scenarios.spec import LinkSpec, NodeKind, NodeSpec
 
@@ -46,16 +46,14 @@ def _pair(item: Mapping[str, Any], key: str) -> list[str] | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """A finite number from a number or numeric text, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def protocol_params(protocol: str, params: Mapping[str, Any], attenuation_db_per_km: float | None,
@@ -68,7 +66,8 @@ def protocol_params(protocol: str, params: Mapping[str, Any], attenuation_db_per
         ParameterError: if a parameter is unknown, out of range, or given twice.
     """
     model = get_protocol(protocol)
-    values = {k: (_number(v) if _number(v) is not None else v) for k, v in params.items()}
+    values = {str(k): (_number(v) if isinstance(v, str) and _number(v) is not None else v)
+              for k, v in params.items()}
     clashes = [k for k in ("attenuation_db_per_km", "extra_loss_db") if k in values]
     if clashes:
         raise ParameterError([Problem(k, "set it on the link itself, not in params") for k in clashes])
@@ -105,7 +104,7 @@ class _Crossref:
     def _unknown(self, path: str, name: str) -> list[Problem]:
         if name in self.known_nodes:
             return []
-        return [Problem(path, f"unknown node {name!r}" + suggest(name, sorted(self.known_nodes)))]
+        return [Problem(path, f"unknown node {name!r}" + did_you_mean(name, sorted(self.known_nodes)))]
 
     def _satellites(self) -> Iterator[Problem]:
         for i, item in _items(self.raw, "nodes"):
@@ -148,7 +147,7 @@ class _Crossref:
             protocol_params(protocol, params, attenuation if attenuation and attenuation >= 0 else None,
                             extra if extra and extra >= 0 else 0.0)
         except UnknownProtocolError as exc:
-            yield Problem(f"{path}.protocol", f"unknown protocol {exc.name!r}" + suggest(exc.name, exc.known)
+            yield Problem(f"{path}.protocol", f"unknown protocol {exc.name!r}" + did_you_mean(exc.name, exc.known)
                           + f" (known: {', '.join(exc.known)})")
         except ParameterError as exc:
             yield from (Problem(f"{path}.params.{p.path}", p.message) for p in exc.problems)
@@ -169,7 +168,7 @@ class _Crossref:
             path, saes = f"demands[{i}]", _pair(item, "between")
             if not saes:
                 continue
-            bad = [Problem(f"{path}.between[{j}]", f"unknown SAE {s!r}" + suggest(s, known))
+            bad = [Problem(f"{path}.between[{j}]", f"unknown SAE {s!r}" + did_you_mean(s, known))
                    for j, s in enumerate(saes) if s not in self.sae_nodes]
             yield from bad
             if bad:
@@ -212,8 +211,9 @@ def _duplicates(section: str, named: list[tuple[int, str]], what: str, field: st
 def _geometry(path: str, link: LinkSpec, ends: list[NodeSpec]) -> Iterator[Problem]:
     if link.medium.value == "free_space" and link.attenuation_db_per_km is None:
         yield Problem(f"{path}.attenuation_db_per_km",
-                      "required for a free_space link (the protocols' defaults are for fibre); "
-                      "give the atmospheric loss per km, 0 for vacuum, and put fixed losses in extra_loss_db")
+                      "required for a free_space link (the protocols' defaults are for fibre): give 0 and "
+                      "put the whole path's loss (atmosphere, beam spread, pointing) in extra_loss_db, or "
+                      "a loss per km for a horizontal path near the ground")
     if link.length_km is None:
         missing = [e.name for e in ends if e.location is None]
         if missing:

@@ -6,13 +6,13 @@ Paths read as a user writes them (``links[3].length_km``) and messages in plain 
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from qnet.errors import Problem
-from qnet.physics._params import suggest
+from qnet.errors import Problem, did_you_mean
 
 __all__ = ["format_loc", "pydantic_problems"]
 
@@ -48,7 +48,7 @@ def _types_in(annotation: Any) -> list[Any]:
 
 def _length_message(ctx: dict[str, Any], value: Any) -> str:
     lo, hi = ctx.get("min_length"), ctx.get("max_length")
-    count = len(value) if hasattr(value, "__len__") else "?"
+    count = len(value)
     if lo is not None and lo == hi:
         return f"must list exactly {lo} entries, got {count}"
     if lo:
@@ -66,15 +66,17 @@ _MESSAGES: dict[str, Callable[[dict[str, Any], Any], str]] = {
     "float_parsing": lambda c, v: f"must be a number, got {v!r}",
     "float_type": lambda c, v: f"must be a number, got {v!r}",
     "finite_number": lambda c, v: f"must be a finite number, got {v!r}",
+    "float_from_int": lambda c, v: "must be a finite number, got a number too large for a float",
     "int_parsing": lambda c, v: f"must be a whole number, got {v!r}",
     "int_type": lambda c, v: f"must be a whole number, got {v!r}",
     "int_from_float": lambda c, v: f"must be a whole number, got {v!r}",
     "string_type": lambda c, v: f"must be text, got {v!r}",
     "string_too_short": lambda c, v: "must not be empty",
+    "string_pattern_mismatch": lambda c, v: "must not contain control characters",
     "string_too_long": lambda c, v: f"must be at most {c['max_length']} characters",
-    "list_type": lambda c, v: f"must be a list, got {type(v).__name__}",
-    "dict_type": lambda c, v: f"must be a mapping, got {type(v).__name__}",
-    "model_type": lambda c, v: f"must be a mapping, got {type(v).__name__}",
+    "list_type": lambda c, v: f"must be a list, got {type(v.value).__name__}",
+    "dict_type": lambda c, v: f"must be a mapping, got {type(v.value).__name__}",
+    "model_type": lambda c, v: f"must be a mapping, got {type(v.value).__name__}",
     "too_short": _length_message,
     "too_long": _length_message,
 }
@@ -90,17 +92,35 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel]) -> list[Prob
     problems = []
     for err in exc.errors(include_url=False):
         loc = [p for p in err["loc"] if not _is_union_tag(p)]
-        kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
+        kind, ctx, value = err["type"], err.get("ctx", {}), _Short(err.get("input"))
         if kind == "extra_forbidden":
-            message = "unknown field" + suggest(str(loc[-1]), known)
+            message = "unknown field" + did_you_mean(str(loc[-1]), known)
         elif kind in {"too_short", "too_long"} and loc and loc[-1] in _PAIRS:
-            message = f"must list exactly 2 names, got {len(value) if hasattr(value, '__len__') else '?'}"
+            message = f"must list exactly 2 names, got {len(value)}"
+        elif kind.startswith("float") and isinstance(value.value, int) and not isinstance(value.value, bool):
+            message = "must be a finite number, got a number too large for a float"
         elif kind in _MESSAGES:
             message = _MESSAGES[kind](ctx, value)
         else:
             message = err["msg"][0].lower() + err["msg"][1:]
         problems.append(Problem(format_loc(loc), message))
     return _dedupe(problems)
+
+
+class _Short:
+    """A value that shows itself briefly (``reprlib``): a message never prints a huge input."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return reprlib.repr(self.value)
+
+    def __len__(self) -> int:
+        return len(self.value) if hasattr(self.value, "__len__") else 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.value, name)
 
 
 def _is_union_tag(part: int | str) -> bool:

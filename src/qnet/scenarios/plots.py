@@ -162,8 +162,6 @@ def _short_bps(value: float) -> str:
 
 def _save(fig: Any, plt: Any, path: str | Path) -> Path:
     out = Path(path)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

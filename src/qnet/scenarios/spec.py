@@ -42,14 +42,16 @@ __all__ = [
     "PolicySpec",
 ]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
+]
 ParamValue = float | str | None
 
 
 class _Spec(BaseModel):
     """Base of every spec model: immutable, no unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class NodeKind(StrEnum):
@@ -73,7 +75,7 @@ class Location(_Spec):
 
     lat: float = Field(ge=-90.0, le=90.0, description="latitude, degrees north")
     lon: float = Field(ge=-180.0, le=180.0, description="longitude, degrees east")
-    altitude_km: float = Field(default=0.0, ge=0.0, description="height above the ground, km")
+    altitude_km: float = Field(default=0.0, ge=0.0, le=1e6, description="height above the ground, km")
 
 
 class NodeSpec(_Spec):
@@ -96,9 +98,9 @@ class LinkSpec(_Spec):
     name: Name | None = None
     endpoints: list[Name] = Field(min_length=2, max_length=2)
     medium: Medium = Medium.FIBRE
-    length_km: float | None = Field(default=None, gt=0.0)
-    attenuation_db_per_km: float | None = Field(default=None, ge=0.0)
-    extra_loss_db: float = Field(default=0.0, ge=0.0)
+    length_km: float | None = Field(default=None, gt=0.0, le=1e6)
+    attenuation_db_per_km: float | None = Field(default=None, ge=0.0, le=1e3)
+    extra_loss_db: float = Field(default=0.0, ge=0.0, le=1e4)
     protocol: str = "bb84-decoy"
     params: dict[str, ParamValue] = Field(default_factory=dict)
     description: str = ""
@@ -122,7 +124,7 @@ class DemandSpec(_Spec):
 
     name: Name | None = None
     between: list[Name] = Field(min_length=2, max_length=2)
-    key_rate_bps: float = Field(gt=0.0)
+    key_rate_bps: float = Field(gt=0.0, le=1e15)
     priority: int = Field(default=0, ge=0)
 
     @property

@@ -48,13 +48,36 @@ def parse_spec(text: str, *, source: str = "<spec>") -> NetworkSpec:
         SpecError: listing every problem found.
     """
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise SpecError(source, [Problem("", f"YAML syntax error{where}: {reason}")]) from None
     return check_spec(raw, source=source)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader, stricter: a key given twice in one mapping is an error (YAML says keys
+    are unique; PyYAML keeps the last silently), and aliases (``*name``) are refused, so that a
+    small file cannot expand into an exponentially large spec."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in spec files",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return mapping
 
 
 def check_spec(raw: Any, *, source: str = "<spec>") -> NetworkSpec:
@@ -81,14 +104,11 @@ def check_spec(raw: Any, *, source: str = "<spec>") -> NetworkSpec:
 
 
 def _merge(first: list[Problem], second: list[Problem]) -> list[Problem]:
-    """All problems in spec order, one per path and message."""
-    seen: dict[tuple[str, str], Problem] = {}
+    """All problems in spec order, one per path (the field check's, when both found one)."""
+    by_path: dict[str, Problem] = {}
     for p in [*first, *second]:
-        seen.setdefault((p.path, p.message), p)
-    by_path: dict[str, list[Problem]] = {}
-    for p in seen.values():
-        by_path.setdefault(p.path, []).append(p)
-    return sorted((p for ps in by_path.values() for p in ps), key=_order)
+        by_path.setdefault(p.path, p)
+    return sorted(by_path.values(), key=_order)
 
 
 def _order(problem: Problem) -> tuple[int, list[tuple[int, str]]]:
