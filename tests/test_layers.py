@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "physics": _BASE,
     "sim": _BASE,
     "security": _BASE,
-    "quantum": _BASE | {"physics", "sim"},
+    "quantum": _BASE | {"physics", "sim", "security"},
     "keys": _BASE | {"security"},
     "control": _BASE | {"keys", "security"},
     "service": _BASE | {"keys", "control", "security"},

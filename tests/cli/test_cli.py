@@ -153,3 +153,32 @@ def test_console_script_runs() -> None:
     assert done.returncode == 0, done.stderr
     done = subprocess.run([exe, "validate", "/nonexistent.yaml"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "file not found" in done.stderr
+
+
+def test_link_simulate_reports_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    """`qnet link simulate --json` runs photons through the chain and reports every figure."""
+    code, out, _ = run(capsys, "link", "simulate", "-d", "50", "--pulses", "1e9", "--json", "--seed", "3")
+    assert code == 0
+    r = json.loads(out)
+    assert r["final_bits"] > 0 and r["sifted_bits"] > r["final_bits"]
+    assert 0.02 < r["qber"] < 0.05 and 1.0 < r["ec_efficiency"] < 1.2
+    assert r["secret_fraction"] == pytest.approx(r["analytic_finite_key_fraction"], rel=0.15)
+
+
+def test_link_simulate_with_eve_makes_no_key(capsys: pytest.CaptureFixture[str]) -> None:
+    """Intercept-resend on every pulse: QBER about 25 %, no key, and the table says why."""
+    code, out, _ = run(capsys, "link", "simulate", "-d", "25", "--eve", "intercept-resend")
+    assert code == 0
+    assert "QBER" in out and "above 11%" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["link", "simulate", "--eve", "mitm"], "must be one of intercept-resend, pns"),
+    (["link", "simulate", "-p", "tf-qkd"], "photon-level simulation exists for bb84-decoy and cv-qkd"),
+    (["link", "simulate", "--reconciler", "ldpc"], "must be one of cascade, polar"),
+    (["link", "simulate", "--param", "detector_efficiency=2"], "detector_efficiency: must be in (0, 1]"),
+])
+def test_link_simulate_bad_input(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    """Bad options are named, without a traceback."""
+    code, out, err = run(capsys, *args)
+    assert code != 0 and message in out + err and "Traceback" not in out + err

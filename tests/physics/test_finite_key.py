@@ -9,7 +9,7 @@ import pytest
 
 from qnet.physics import BB84DecoyParams, key_rate
 from qnet.physics.bb84 import bb84_channel
-from qnet.physics.finite_key import MU3, _Settings, finite_key_length, finite_key_rate
+from qnet.physics.finite_key import MU3, DecoySettings, finite_key_length, finite_key_rate
 
 # The parameters of Lim et al. sec. IV: eta_Bob 10 %, p_dc 6e-7 per detector (Y0 = 1.2e-6),
 # after-pulses 4 %, e_mis 0.5 %, f_EC 1.16, 0.2 dB/km.
@@ -46,7 +46,7 @@ def test_small_blocks_shorten_the_reach() -> None:
 def test_key_length_terms_on_fixed_settings() -> None:
     """Eq. 1 on fixed settings: the block holds exactly n_X X-basis detections, the correctness
     term costs exactly log2(2/eps_cor), and the phase-error bound exceeds the observed error."""
-    s = _Settings(q_x=0.9, p1=0.6, p2=0.3, mu1=0.5, mu2=0.1)
+    s = DecoySettings(q_x=0.9, p1=0.6, p2=0.3, mu1=0.5, mu2=0.1)
     eta = 10 ** (-0.2 * 50 / 10) * 0.1
     p15 = BB84DecoyParams(**{**LIM, "block_size": 1e8})  # type: ignore[arg-type]
     p10 = BB84DecoyParams(**{**LIM, "block_size": 1e8, "eps_cor": 1e-10})  # type: ignore[arg-type]

@@ -36,7 +36,20 @@ from qnet.physics.detectors import live_fraction
 from qnet.physics.entropy import binary_entropy
 from qnet.physics.rates import RatePoint
 
-__all__ = ["FiniteKeyResult", "finite_key_length", "finite_key_rate"]
+__all__ = [
+    "MU3",
+    "BasisCounts",
+    "DecoySettings",
+    "FiniteKeyResult",
+    "expected_counts",
+    "finite_key_length",
+    "finite_key_rate",
+    "key_length_for_pulses",
+    "optimal_settings",
+    "pulses_for_block",
+    "secret_key_length",
+    "vacuum_and_single_bounds",
+]
 
 MU3 = 2e-4
 """Intensity of the vacuum-like decoy, fixed as in Lim et al. (2014), sec. IV."""
@@ -67,8 +80,17 @@ class FiniteKeyResult:
 
 
 @dataclass(frozen=True)
-class _Settings:
-    """The free settings of one run: basis bias, intensity probabilities and intensities."""
+class DecoySettings:
+    """The free settings of the three-intensity protocol: basis bias, intensity probabilities and
+    intensities (mu_3 is fixed at :data:`MU3`).
+
+    Attributes:
+        q_x: probability that Alice (and Bob) choose the key basis X.
+        p1: probability of the signal intensity mu1.
+        p2: probability of the weak decoy mu2 (the vacuum-like mu3 has the rest).
+        mu1: signal mean photon number.
+        mu2: weak-decoy mean photon number.
+    """
 
     q_x: float
     p1: float
@@ -78,23 +100,44 @@ class _Settings:
 
     @property
     def intensities(self) -> tuple[float, float, float]:
+        """(mu1, mu2, mu3)."""
         return self.mu1, self.mu2, MU3
 
     @property
     def probs(self) -> tuple[float, float, float]:
+        """(p1, p2, p3)."""
         return self.p1, self.p2, 1.0 - self.p1 - self.p2
 
     def valid(self) -> bool:
+        """Whether the settings meet the protocol's constraints (mu1 > mu2 + mu3, mu2 > mu3, ...)."""
         return (self.p1 > 0 and self.p2 > 0 and self.p1 + self.p2 < 1 and 0 < self.q_x < 1
                 and self.mu2 > MU3 and self.mu1 > self.mu2 + MU3)
 
 
-def _tau(s: _Settings, n: int) -> float:
+@dataclass(frozen=True)
+class BasisCounts:
+    """What one basis showed in one block: detections and errors per intensity (mu1, mu2, mu3)."""
+
+    detections: tuple[float, float, float]
+    errors: tuple[float, float, float]
+
+    @property
+    def total(self) -> float:
+        """All detections of this basis."""
+        return float(sum(self.detections))
+
+    @property
+    def error_rate(self) -> float:
+        """Errors over detections (1/2 when there are none)."""
+        return float(sum(self.errors)) / self.total if self.total > 0 else E0
+
+
+def _tau(s: DecoySettings, n: int) -> float:
     """Probability that a pulse carries n photons, over the intensity mixture."""
     return sum(p * math.exp(-k) * k**n / math.factorial(n) for p, k in zip(s.probs, s.intensities, strict=True))
 
 
-def _hoeffding(s: _Settings, counts: list[float], eps: float) -> tuple[list[float], list[float]]:
+def _hoeffding(s: DecoySettings, counts: tuple[float, ...], eps: float) -> tuple[list[float], list[float]]:
     """(n_k^+, n_k^-): deviation bounds on the expected counts per intensity, rescaled by e^k/p_k."""
     delta = math.sqrt(sum(counts) / 2.0 * math.log(21.0 / eps))
     scale = [math.exp(k) / p for k, p in zip(s.intensities, s.probs, strict=True)]
@@ -102,7 +145,7 @@ def _hoeffding(s: _Settings, counts: list[float], eps: float) -> tuple[list[floa
             [c * (n - delta) for c, n in zip(scale, counts, strict=True)])
 
 
-def _vacuum_and_single(s: _Settings, counts: list[float], eps: float) -> tuple[float, float]:
+def vacuum_and_single_bounds(s: DecoySettings, counts: tuple[float, ...], eps: float) -> tuple[float, float]:
     """Lower bounds (s_0, s_1) on vacuum and single-photon detections (Lim et al. eqs. 2-3)."""
     mu1, mu2, mu3 = s.intensities
     plus, minus = _hoeffding(s, counts, eps)
@@ -122,8 +165,54 @@ def _gamma(eps: float, b: float, c: float, d: float) -> float:
     return math.sqrt((c + d) * (1.0 - b) * b / (c * d * math.log(2.0)) * math.log2(arg)) if arg > 1 else 0.0
 
 
-def finite_key_length(p: BB84DecoyParams, eta: float, s: _Settings) -> FiniteKeyResult:
-    """Secret key length from one block of ``p.block_size`` X-basis detections (Lim et al. eq. 1).
+def secret_key_length(x: BasisCounts, z: BasisCounts, s: DecoySettings, *, leak_ec: float,
+                      eps_sec: float, eps_cor: float, pulses: float = math.nan) -> FiniteKeyResult:
+    """Lim et al. (2014) eq. 1 from the counts of one block, expected or observed.
+
+    Args:
+        x: key-basis detections per intensity (their errors give E_X).
+        z: test-basis detections and errors per intensity (they bound the phase error).
+        s: the settings the block was sent with.
+        leak_ec: bits revealed by error correction (lambda_EC).
+        eps_sec: secrecy parameter.
+        eps_cor: correctness parameter.
+        pulses: pulses sent for the block (only carried into the result).
+    """
+    sx0, sx1 = vacuum_and_single_bounds(s, x.detections, eps_sec)
+    _sz0, sz1 = vacuum_and_single_bounds(s, z.detections, eps_sec)
+    if sx1 <= 0 or sz1 <= 0:
+        return FiniteKeyResult(-math.inf, pulses, x.error_rate, E0)
+    m_plus, m_minus = _hoeffding(s, z.errors, eps_sec)
+    vz1 = _tau(s, 1) * (m_plus[1] - m_minus[2]) / (s.mu2 - MU3)
+    ratio = vz1 / sz1
+    phi = min(0.5, ratio + _gamma(eps_sec, ratio, sz1, sx1))
+    length = (sx0 + sx1 * (1.0 - float(binary_entropy(phi))) - leak_ec
+              - 6.0 * math.log2(21.0 / eps_sec) - math.log2(2.0 / eps_cor))
+    return FiniteKeyResult(length, pulses, x.error_rate, phi)
+
+
+def expected_counts(p: BB84DecoyParams, eta: float, s: DecoySettings, pulses: float) -> tuple[BasisCounts, BasisCounts]:
+    """Expected (X, Z) counts of ``pulses`` pulses through total transmittance ``eta``
+    (the channel model of :func:`qnet.physics.bb84.bb84_channel`)."""
+    channels = [bb84_channel(p, eta, k, p.dark_count_prob) for k in s.intensities]
+
+    def basis(q: float) -> BasisCounts:
+        n = tuple(pulses * q * q * pk * c.gain for pk, c in zip(s.probs, channels, strict=True))
+        m = tuple(nk * c.qber for nk, c in zip(n, channels, strict=True))
+        return BasisCounts(n, m)  # type: ignore[arg-type]
+
+    return basis(s.q_x), basis(1.0 - s.q_x)
+
+
+def pulses_for_block(p: BB84DecoyParams, eta: float, s: DecoySettings, n_x: float) -> float:
+    """Pulses needed, on average, to collect ``n_x`` key-basis detections (inf if none arrive)."""
+    x_rate = expected_counts(p, eta, s, 1.0)[0].total
+    return n_x / x_rate if x_rate > 0 else math.inf
+
+
+def finite_key_length(p: BB84DecoyParams, eta: float, s: DecoySettings) -> FiniteKeyResult:
+    """Expected secret key length from one block of ``p.block_size`` X-basis detections, with an
+    error-correction leak of ``f n_X h(E_X)`` (Lim et al. eq. 1 on expected counts).
 
     Args:
         p: device parameters; ``block_size`` is n_X, ``eps_sec`` and ``eps_cor`` the security
@@ -131,49 +220,42 @@ def finite_key_length(p: BB84DecoyParams, eta: float, s: _Settings) -> FiniteKey
         eta: total transmittance (channel x detector).
         s: the protocol's free settings.
     """
-    y0 = p.dark_count_prob
-    channels = [bb84_channel(p, eta, k, y0) for k in s.intensities]
-    x_rate = s.q_x**2 * sum(pk * c.gain for pk, c in zip(s.probs, channels, strict=True))
-    if x_rate <= 0:
+    pulses = pulses_for_block(p, eta, s, float(p.block_size or 0.0))
+    if not math.isfinite(pulses):
         return FiniteKeyResult(-math.inf, math.inf, E0, E0)
-    pulses = float(p.block_size or 0.0) / x_rate
-    n_x = [pulses * s.q_x**2 * pk * c.gain for pk, c in zip(s.probs, channels, strict=True)]
-    n_z = [pulses * (1 - s.q_x) ** 2 * pk * c.gain for pk, c in zip(s.probs, channels, strict=True)]
-    m_z = [n * c.qber for n, c in zip(n_z, channels, strict=True)]
-    m_x = sum(n * c.qber for n, c in zip(n_x, channels, strict=True))
-    sx0, sx1 = _vacuum_and_single(s, n_x, p.eps_sec)
-    _sz0, sz1 = _vacuum_and_single(s, n_z, p.eps_sec)
-    e_x = m_x / sum(n_x)
-    if sx1 <= 0 or sz1 <= 0:
-        return FiniteKeyResult(-math.inf, pulses, e_x, 0.5)
-    m_plus, m_minus = _hoeffding(s, m_z, p.eps_sec)
-    vz1 = _tau(s, 1) * (m_plus[1] - m_minus[2]) / (s.mu2 - MU3)
-    ratio = vz1 / sz1
-    phi = min(0.5, ratio + _gamma(p.eps_sec, ratio, sz1, sx1))
-    leak = p.ec_efficiency * sum(n_x) * float(binary_entropy(e_x))
-    length = (sx0 + sx1 * (1.0 - float(binary_entropy(phi))) - leak
-              - 6.0 * math.log2(21.0 / p.eps_sec) - math.log2(2.0 / p.eps_cor))
-    return FiniteKeyResult(length, pulses, e_x, phi)
+    x, z = expected_counts(p, eta, s, pulses)
+    leak = p.ec_efficiency * x.total * float(binary_entropy(x.error_rate))
+    return secret_key_length(x, z, s, leak_ec=leak, eps_sec=p.eps_sec, eps_cor=p.eps_cor, pulses=pulses)
 
 
-def _decode(v: np.ndarray, p: BB84DecoyParams) -> _Settings:
+def _decode(v: np.ndarray, p: BB84DecoyParams) -> DecoySettings:
     """Unconstrained optimiser variables -> settings (logistic for probabilities, log intensities)."""
     sig = np.clip(1.0 / (1.0 + np.exp(-v[:3])), 1e-6, 1.0 - 1e-6)  # keep every probability inside (0, 1)
     p1 = float(sig[1]) * 0.98
     p2 = float(sig[2]) * (0.99 - p1)
     mu1 = p.mu if p.mu is not None else float(np.exp(v[3]))
     mu2 = p.nu if p.nu is not None else float(np.exp(v[4])) * mu1
-    return _Settings(q_x=float(sig[0]), p1=p1, p2=p2, mu1=mu1, mu2=mu2)
+    return DecoySettings(q_x=float(sig[0]), p1=p1, p2=p2, mu1=mu1, mu2=mu2)
 
 
-def _cost(v: np.ndarray, p: BB84DecoyParams, eta: float) -> float:
+def _cost(v: np.ndarray, p: BB84DecoyParams, eta: float, pulses: float | None) -> float:
+    """-log(rate) of the settings v for blocks of n_X bits (``pulses`` None) or of ``pulses`` pulses;
+    a penalty that still slopes towards key where there is none."""
     s = _decode(v, p)
     if not s.valid():
         return 2 * _PENALTY
-    result = finite_key_length(p, eta, s)
+    result = finite_key_length(p, eta, s) if pulses is None else key_length_for_pulses(p, eta, s, pulses)
     if not result.key_length > 0:
         return _PENALTY - max(result.key_length, -1e12) / 1e12
     return -math.log(result.rate_per_pulse)
+
+
+def key_length_for_pulses(p: BB84DecoyParams, eta: float, s: DecoySettings, pulses: float) -> FiniteKeyResult:
+    """Expected secret key length of a block of ``pulses`` pulses (Lim et al. eq. 1 on the expected
+    counts, error-correction leak f n_X h(E_X))."""
+    x, z = expected_counts(p, eta, s, pulses)
+    leak = p.ec_efficiency * x.total * float(binary_entropy(x.error_rate))
+    return secret_key_length(x, z, s, leak_ec=leak, eps_sec=p.eps_sec, eps_cor=p.eps_cor, pulses=pulses)
 
 
 _STARTS = (
@@ -181,6 +263,16 @@ _STARTS = (
     np.array([3.0, 1.0, 0.0, math.log(0.4), math.log(0.15)]),
     np.array([1.0, 0.0, -1.0, math.log(0.7), math.log(0.4)]),
 )
+
+
+def optimal_settings(p: BB84DecoyParams, eta: float, *, pulses: float | None = None) -> DecoySettings:
+    """The settings that maximise the finite-key rate per pulse at total transmittance ``eta``, for
+    blocks of ``p.block_size`` key-basis bits or, when given, of ``pulses`` pulses (``mu``/``nu``
+    kept when given)."""
+    best = min((minimize(_cost, x0, args=(p, eta, pulses), method="Nelder-Mead",
+                         options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000}) for x0 in _STARTS),
+               key=lambda r: r.fun)
+    return _decode(best.x, p)
 
 
 def finite_key_rate(p: BB84DecoyParams, channel_transmittance: float) -> RatePoint:
@@ -194,10 +286,7 @@ def finite_key_rate(p: BB84DecoyParams, channel_transmittance: float) -> RatePoi
     eta = channel_transmittance * p.detector_efficiency
     if eta <= 0:
         return RatePoint(0.0)
-    best = min((minimize(_cost, x0, args=(p, eta), method="Nelder-Mead",
-                         options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000}) for x0 in _STARTS),
-               key=lambda r: r.fun)
-    settings = _decode(best.x, p)
+    settings = optimal_settings(p, eta)
     result = finite_key_length(p, eta, settings)
     if result.key_length <= 0 or not settings.valid():
         return RatePoint(0.0, None, result.qber_x)

@@ -1,0 +1,55 @@
+"""The seam between a QKD link and key management: :class:`KeySource`.
+
+Key managers consume keys from something that satisfies :class:`KeySource`: a simulated link of
+``qnet.quantum``, a test double, or one day a vendor's QKD device. It is a ``typing.Protocol``
+(structural), so those implementations never import this layer, as httpx's transports plug in under
+its client (STYLE.md).
+
+Each end of a link has its own source; both ends yield the same ``(key_ID, key bytes)`` pairs in the
+same order. Time is passed in (``now_s``), so the same key manager runs under simulated or wall time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["KeyMaterial", "KeySource", "QKDKey"]
+
+
+class KeyMaterial(Protocol):
+    """Anything with a key_ID and key bytes (what a source hands out)."""
+
+    @property
+    def key_ID(self) -> str:
+        """The key's identifier, a UUID string."""
+        ...
+
+    @property
+    def key(self) -> bytes:
+        """The key bytes."""
+        ...
+
+
+@dataclass(frozen=True)
+class QKDKey:
+    """One key from a QKD link: its identifier (a UUID string, as ETSI GS QKD 014 key_ID) and bytes."""
+
+    key_ID: str
+    key: bytes
+
+    def __repr__(self) -> str:  # key material never appears in logs
+        return f"QKDKey(key_ID={self.key_ID!r}, key=<{len(self.key)} bytes>)"
+
+
+@runtime_checkable
+class KeySource(Protocol):
+    """One end of a QKD link, as the key manager sees it."""
+
+    link_id: str
+    """The link this source belongs to (both ends share it)."""
+
+    def take(self, now_s: float) -> Sequence[KeyMaterial]:
+        """Every key this end has made by time ``now_s`` (seconds) and not yet handed out, in order."""
+        ...
