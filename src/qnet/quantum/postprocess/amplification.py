@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import fft
 
-__all__ = ["toeplitz_hash", "toeplitz_hash_direct"]
+__all__ = ["toeplitz_hash", "toeplitz_hash_direct", "toeplitz_hash_pair"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -31,17 +31,34 @@ def toeplitz_hash(key: U8, seed: U8, m: int, *, workers: int = 1) -> U8:
     Raises:
         ValueError: if the lengths do not fit.
     """
-    n = key.size
-    if not 0 <= m <= n or (seed.size != n + m - 1 and m > 0):
-        raise ValueError(f"need 0 <= m <= n and a seed of n + m - 1 bits; got n={n}, m={m}, seed={seed.size}")
+    return toeplitz_hash_pair(key, None, seed, m, workers=workers)[0]
+
+
+def toeplitz_hash_pair(key_a: U8, key_b: U8 | None, seed: U8, m: int, *, workers: int = 1) -> tuple[U8, U8]:
+    """Hash one or two keys with the same Toeplitz matrix, transforming the seed only once (the
+    simulation computes both ends' hashes; a real end hashes its own key).
+
+    Raises:
+        ValueError: if the lengths do not fit.
+    """
+    n = key_a.size
+    if not 0 <= m <= n or (m > 0 and seed.size != n + m - 1) or (key_b is not None and key_b.size != n):
+        raise ValueError(f"need 0 <= m <= n, keys of equal length and a seed of n + m - 1 bits; "
+                         f"got n={n}, m={m}, seed={seed.size}")
+    empty = np.zeros(0, dtype=np.uint8)
     if m == 0:
-        return np.zeros(0, dtype=np.uint8)
+        return empty, empty
     size = fft.next_fast_len(n + m - 1, real=True)
-    spectrum = fft.rfft(seed.astype(np.float64), size, workers=workers)
-    spectrum *= fft.rfft(key.astype(np.float64), size, workers=workers)
-    conv = fft.irfft(spectrum, size, workers=workers)[n - 1:n - 1 + m]
-    bits: U8 = (np.rint(conv).astype(np.int64) & 1).astype(np.uint8)
-    return bits
+    seed_spectrum = fft.rfft(seed.astype(np.float64), size, workers=workers)
+
+    def one(key: U8) -> U8:
+        spectrum = fft.rfft(key.astype(np.float64), size, workers=workers)
+        spectrum *= seed_spectrum
+        conv = fft.irfft(spectrum, size, workers=workers)[n - 1:n - 1 + m]
+        bits: U8 = (np.rint(conv).astype(np.int64) & 1).astype(np.uint8)
+        return bits
+
+    return one(key_a), (one(key_b) if key_b is not None else empty)
 
 
 def toeplitz_hash_direct(key: U8, seed: U8, m: int) -> U8:

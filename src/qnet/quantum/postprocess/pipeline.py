@@ -20,7 +20,7 @@ from qnet.physics.bb84 import BB84DecoyParams
 from qnet.physics.entropy import binary_entropy
 from qnet.physics.finite_key import BasisCounts, DecoySettings, vacuum_and_single_bounds
 from qnet.quantum.bb84 import DetectionEvents
-from qnet.quantum.postprocess.amplification import toeplitz_hash
+from qnet.quantum.postprocess.amplification import toeplitz_hash_pair
 from qnet.quantum.postprocess.authentication import AuthKeyPool, Transcript, authenticate_block
 from qnet.quantum.postprocess.cascade import cascade
 from qnet.quantum.postprocess.estimation import Estimate, estimate
@@ -150,8 +150,8 @@ class PostProcessor:
         seed_value = int(rng.integers(0, 2**63))
         transcript.send("alice", seed_value.to_bytes(8, "big"))
         seed = np.random.default_rng(seed_value).integers(0, 2, alice.size + m - 1, dtype=np.uint8) if m else None
-        final_a = toeplitz_hash(alice, seed, m) if seed is not None else np.zeros(0, np.uint8)
-        final_b = toeplitz_hash(bob, seed, m) if seed is not None else np.zeros(0, np.uint8)
+        empty = np.zeros(0, np.uint8)
+        final_a, final_b = toeplitz_hash_pair(alice, bob, seed, m) if seed is not None else (empty, empty)
         auth = authenticate_block(transcript, self.pool)
         refill = min(auth, final_a.size) // 8 * 8
         self.pool.refill(np.packbits(final_a[:refill]).tobytes())

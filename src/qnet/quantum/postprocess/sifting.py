@@ -63,8 +63,10 @@ def sift(events: DetectionEvents) -> SiftedBlock:
     detections = np.bincount(z_int, minlength=3)[:3]
     errors = np.bincount(z_int, weights=z_err, minlength=3)[:3]
     z_counts = BasisCounts(tuple(float(v) for v in detections), tuple(float(v) for v in errors))  # type: ignore[arg-type]
+    intensity = events.intensity[same]  # 0, 1 or 2: two bits each on the wire
     transcript = b"".join([np.packbits(events.bob_basis).tobytes(), np.packbits(same).tobytes(),
-                           events.intensity[same].tobytes(), np.packbits(events.alice_bit[test]).tobytes()])
+                           np.packbits(intensity >> 1).tobytes(), np.packbits(intensity & 1).tobytes(),
+                           np.packbits(events.alice_bit[test]).tobytes()])
     knows = float(events.eve_knows[key].mean()) if key.any() else 0.0
     return SiftedBlock(events.pulses, events.alice_bit[key], events.bob_bit[key], events.intensity[key],
                        z_counts, knows, transcript)
