@@ -12,10 +12,9 @@ same order. Time is passed in (``now_s``), so the same key manager runs under si
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["KeyMaterial", "KeySource", "QKDKey"]
+__all__ = ["KeyMaterial", "KeySource"]
 
 
 class KeyMaterial(Protocol):
@@ -30,17 +29,6 @@ class KeyMaterial(Protocol):
     def key(self) -> bytes:
         """The key bytes."""
         ...
-
-
-@dataclass(frozen=True)
-class QKDKey:
-    """One key from a QKD link: its identifier (a UUID string, as ETSI GS QKD 014 key_ID) and bytes."""
-
-    key_ID: str
-    key: bytes
-
-    def __repr__(self) -> str:  # key material never appears in logs
-        return f"QKDKey(key_ID={self.key_ID!r}, key=<{len(self.key)} bytes>)"
 
 
 @runtime_checkable

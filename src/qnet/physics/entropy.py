@@ -12,7 +12,7 @@ import numpy as np
 
 from qnet.physics._types import ArrayLike
 
-__all__ = ["binary_entropy", "thermal_entropy"]
+__all__ = ["binary_entropy", "reconciliation_efficiency", "thermal_entropy"]
 
 
 def binary_entropy(x: ArrayLike) -> ArrayLike:
@@ -45,3 +45,15 @@ def thermal_entropy(nu: ArrayLike) -> ArrayLike:
     with np.errstate(divide="ignore", invalid="ignore"):
         g = (x + 1.0) * np.log2(x + 1.0) - x * np.log2(x)
     return np.where(x > 0.0, g, 0.0)[()]
+
+
+def reconciliation_efficiency(leak_bits: float, key_bits: int, qber: float) -> float:
+    """f = leak / (n h(QBER)): how many times the Shannon limit error correction disclosed
+    (Slepian-Wolf: n h(QBER) bits are necessary). ``inf`` when h(QBER) or n is 0.
+
+    Examples:
+        >>> round(reconciliation_efficiency(1100, 10_000, 0.0125), 3)
+        1.135
+    """
+    h = float(binary_entropy(qber))
+    return leak_bits / (key_bits * h) if key_bits > 0 and h > 0 else float("inf")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from qnet.physics.bb84 import BB84DecoyParams
-from qnet.physics.entropy import binary_entropy
+from qnet.physics.entropy import reconciliation_efficiency
 from qnet.physics.finite_key import DecoySettings, optimal_settings
 from qnet.quantum.bb84 import simulate_bb84
 from qnet.quantum.eve import Eve
@@ -194,12 +194,11 @@ def summarise(reports: list[BlockReport]) -> LinkSummary:
     leak = sum(r.leak_ec for r in reconciled)
     rec_bits = sum(r.sifted_bits for r in reconciled)
     rec_qber = sum(r.qber * r.sifted_bits for r in reconciled) / rec_bits if rec_bits else 0.0
-    h = float(binary_entropy(rec_qber))
     aborted = [r for r in reports if r.aborted]
     return LinkSummary(
         blocks=len(reports), pulses=sum(r.pulses for r in reports), clicks=sum(r.clicks for r in reports),
         sifted_bits=sifted, qber=qber, qber_estimate=reports[-1].qber_estimate if reports else 0.0,
-        leak_ec=leak, ec_efficiency=leak / (rec_bits * h) if rec_bits and h > 0 else math.nan,
+        leak_ec=leak, ec_efficiency=reconciliation_efficiency(leak, rec_bits, rec_qber) if rec_bits else math.nan,
         frames=sum(r.frames for r in reports), frames_failed=sum(r.frames_failed for r in reports),
         final_bits=sum(r.final_bits for r in reports), net_bits=sum(r.net_bits for r in reports),
         eve_knows=sum(r.eve_knows * r.sifted_bits for r in reports) / sifted if sifted else 0.0,

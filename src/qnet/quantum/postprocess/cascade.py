@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
-from qnet.physics.entropy import binary_entropy
+from qnet.physics.entropy import reconciliation_efficiency
 
 __all__ = ["CascadeResult", "cascade", "cascade_schedule"]
 
@@ -55,8 +56,7 @@ class CascadeResult:
 
     def efficiency(self, qber: float) -> float:
         """f = leak / (n h(QBER)): 1 is the Shannon limit."""
-        h = float(binary_entropy(qber))
-        return self.leak / (self.corrected.size * h) if h > 0 else math.inf
+        return reconciliation_efficiency(self.leak, self.corrected.size, qber)
 
 
 def cascade_schedule(n: int, qber: float, passes: int = 16) -> I64:
@@ -152,18 +152,9 @@ def _toggle(tree: npt.NDArray[np.uint8], t: int) -> None:
 
 
 @numba.njit(cache=True)
-def _grow(arr: npt.NDArray[np.int64], used: int) -> npt.NDArray[np.int64]:
-    """The array, doubled in size when ``used`` more entries would not fit."""
-    if used < arr.size:
-        return arr
-    bigger = np.empty(2 * arr.size + 64, dtype=arr.dtype)
-    bigger[: arr.size] = arr
-    return bigger
-
-
-@numba.njit(cache=True)
-def _grow8(arr: npt.NDArray[np.uint8], used: int) -> npt.NDArray[np.uint8]:
-    """The byte array, doubled in size when ``used`` more entries would not fit."""
+def _grow(arr: npt.NDArray[Any], used: int) -> npt.NDArray[Any]:
+    """The array (any dtype: numba compiles one version per type), doubled when index ``used``
+    would not fit."""
     if used < arr.size:
         return arr
     bigger = np.empty(2 * arr.size + 64, dtype=arr.dtype)
@@ -180,7 +171,7 @@ def _open_pass(j: int, k: int, n: int, prefix: npt.NDArray[np.uint8], tree: npt.
     top = 0
     for blk in range((n + k - 1) // k):
         lo, hi = blk * k, min(n, (blk + 1) * k)
-        parities = _grow8(parities, leak + 1)
+        parities = _grow(parities, leak + 1)
         parities[leak] = prefix[hi] ^ prefix[lo]
         leak += 1
         odd[offset + blk] = _prefix(tree, hi) ^ _prefix(tree, lo)
@@ -219,7 +210,7 @@ def _cascade(alice: npt.NDArray[np.uint8], bob: npt.NDArray[np.uint8], sizes: np
             lo, hi = blk * sizes[i], min(n, (blk + 1) * sizes[i])
             while hi - lo > 1:  # binary search: one disclosed parity per halving
                 mid = (lo + hi) // 2
-                parities = _grow8(parities, leak + 1)
+                parities = _grow(parities, leak + 1)
                 parities[leak] = prefix[i, mid] ^ prefix[i, lo]
                 leak += 1
                 if _prefix(trees[i], mid) ^ _prefix(trees[i], lo):

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qnet.physics.bb84 import BB84DecoyParams
-from qnet.physics.entropy import binary_entropy
+from qnet.physics.entropy import binary_entropy, reconciliation_efficiency
 from qnet.physics.finite_key import BasisCounts, DecoySettings, vacuum_and_single_bounds
 from qnet.quantum.bb84 import DetectionEvents
 from qnet.quantum.postprocess.amplification import toeplitz_hash_pair
@@ -105,8 +105,7 @@ class BlockReport:
     @property
     def ec_efficiency(self) -> float:
         """f = leak / (n h(QBER)) with the actual QBER (inf when there was nothing to correct)."""
-        h = float(binary_entropy(self.qber))
-        return self.leak_ec / (self.sifted_bits * h) if self.sifted_bits and h > 0 else math.inf
+        return reconciliation_efficiency(self.leak_ec, self.sifted_bits, self.qber)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import erfc
 
-from qnet.physics.entropy import binary_entropy
+from qnet.physics.entropy import reconciliation_efficiency
 
 __all__ = ["PolarResult", "frozen_set", "polar_encode", "polar_reconcile"]
 
@@ -53,8 +53,7 @@ class PolarResult:
 
     def efficiency(self, qber: float) -> float:
         """f = leak / (N h(QBER))."""
-        h = float(binary_entropy(qber))
-        return self.leak / (self.corrected.size * h) if h > 0 else math.inf
+        return reconciliation_efficiency(self.leak, self.corrected.size, qber)
 
 
 _SPLIT = 10.0  # below: tabulated phi; above: its asymptotic form
