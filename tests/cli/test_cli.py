@@ -177,6 +177,11 @@ def test_link_simulate_with_eve_makes_no_key(capsys: pytest.CaptureFixture[str])
     (["link", "simulate", "-p", "tf-qkd"], "photon-level simulation exists for bb84-decoy and cv-qkd"),
     (["link", "simulate", "--reconciler", "ldpc"], "must be one of cascade, polar"),
     (["link", "simulate", "--param", "detector_efficiency=2"], "detector_efficiency: must be in (0, 1]"),
+    (["link", "simulate", "--param", "nu=0.1"], "chooses its decoys itself"),
+    (["link", "simulate", "-n", "inf"], "must be a finite number"),
+    (["link", "simulate", "-d", "0", "-n", "1e12", "--block-pulses", "1e12"], "use --block-pulses"),
+    (["link", "simulate", "--eve", "pns", "--eve-fraction", "0.5"], "intercept-resend only"),
+    (["link", "simulate", "-p", "cv-qkd", "-n", "5"], "at least 10 symbols"),
 ])
 def test_link_simulate_bad_input(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     """Bad options are named, without a traceback."""

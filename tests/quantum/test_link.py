@@ -67,3 +67,15 @@ def test_cv_symbols_estimate_the_channel() -> None:
     assert est.transmittance <= t and est.transmittance == pytest.approx(t, rel=0.02)
     assert est.excess_noise >= 0.01 - 1e-3 and est.excess_noise < 0.04
     assert 0.7 * est.rate_true < est.rate_per_symbol <= est.rate_true
+
+
+def test_authentication_secret_is_not_derived_from_the_seed() -> None:
+    """Two links with the same seed give the same public key_IDs, but their pre-shared
+    authentication secrets differ: nothing public reveals the MAC key."""
+    a = SimulatedLink("A-B", LIM_DEVICE, length_km=10, pulses_per_block=10**8, seed=5, speedup=10)
+    b = SimulatedLink("A-B", LIM_DEVICE, length_km=10, pulses_per_block=10**8, seed=5, speedup=10)
+    ids_a, ids_b = [k.key_ID for k in a.alice.take(0.02)], [k.key_ID for k in b.alice.take(0.02)]
+    assert ids_a == ids_b and ids_a
+    assert a._chain.pool._k != b._chain.pool._k
+    secret = a._chain.pool._k
+    assert all(secret.hex() not in uuid_text.replace("-", "") for uuid_text in ids_a)

@@ -73,3 +73,50 @@ def test_failed_frames_are_dropped_not_delivered() -> None:
     result = PostProcessor(SHORT, settings, AuthKeyPool(bytes(64)), config).process(events, rng)
     assert result.report.frames_failed > 0
     assert np.array_equal(result.alice_key, result.bob_key)
+
+
+def test_exhausted_authentication_pool_stops_the_block_cleanly() -> None:
+    """With the pool drained, a block is refused ("authentication key pool exhausted"), not crashed."""
+    rng = np.random.default_rng(8)
+    pool = AuthKeyPool(bytes(48))  # the hash point and one pair of pads
+    chain = PostProcessor(SHORT, SHORT_SETTINGS, pool)
+    events = simulate_bb84(SHORT, SHORT_SETTINGS, pulses=3 * 10**6, channel_transmittance=0.5, rng=rng)
+    pool.mac_keys(2)  # someone else spent the pads
+    result = chain.process(events, rng)
+    assert result.report.aborted == "authentication key pool exhausted" and result.alice_key.size == 0
+
+
+def test_a_block_without_errors_still_makes_key() -> None:
+    """No observed error (no misalignment, no dark counts) must not void the phase-error bound."""
+    clean = replace(SHORT, misalignment=0.0, dark_count_prob=0.0)
+    rng = np.random.default_rng(9)
+    events = simulate_bb84(clean, SHORT_SETTINGS, pulses=3 * 10**6, channel_transmittance=0.5, rng=rng)
+    result = PostProcessor(clean, SHORT_SETTINGS, AuthKeyPool(bytes(64))).process(events, rng)
+    assert result.report.qber == 0.0 and result.report.final_bits > 0
+
+
+def test_dropped_frames_cost_their_bits_in_full() -> None:
+    """Every raw-key bit of a dropped frame comes off the final length (chain rule), on top of
+    the leak its reconciliation already disclosed."""
+    rng = np.random.default_rng(10)
+    events = simulate_bb84(SHORT, SHORT_SETTINGS, pulses=3 * 10**6, channel_transmittance=0.5, rng=rng)
+    chain = PostProcessor(SHORT, SHORT_SETTINGS, AuthKeyPool(bytes(64)))
+    from qnet.quantum.postprocess.estimation import estimate
+    from qnet.quantum.postprocess.sifting import sift
+
+    report = chain.process(events, rng).report
+    est = estimate(sift(events))
+    full = chain._final_length(est, report.leak_ec, dropped=0)
+    assert report.frames_failed == 0 and full == report.final_bits > 10_000
+    assert chain._final_length(est, report.leak_ec, dropped=5_000) == full - 5_000
+
+
+def test_privacy_amplification_seed_is_fresh_randomness() -> None:
+    """The same seeded block gives keys of the same length but different bits: the Toeplitz seed
+    comes from the operating system's CSPRNG, not from the simulation's seed."""
+    def run() -> np.ndarray:
+        rng = np.random.default_rng(11)
+        events = simulate_bb84(SHORT, SHORT_SETTINGS, pulses=3 * 10**6, channel_transmittance=0.5, rng=rng)
+        return PostProcessor(SHORT, SHORT_SETTINGS, AuthKeyPool(bytes(64))).process(events, rng).alice_key
+    a, b = run(), run()
+    assert a.size == b.size > 0 and not np.array_equal(a, b)

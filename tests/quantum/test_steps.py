@@ -82,3 +82,17 @@ def test_pool_runs_dry_without_refills() -> None:
         authenticate_block(Transcript(), pool)
     pool.refill(bytes(32))
     assert authenticate_block(Transcript(), pool) == 256
+
+
+def test_qber_from_a_revealed_sample() -> None:
+    """Revealing 10 % of 10^6 bits estimates a 3 % QBER to within 5 sigma and keeps the rest secret."""
+    from qnet.quantum.postprocess.estimation import sample_qber
+
+    rng = np.random.default_rng(4)
+    alice = rng.integers(0, 2, 10**6, dtype=np.uint8)
+    bob = alice ^ (rng.random(10**6) < 0.03).astype(np.uint8)
+    qber, secret = sample_qber(alice, bob, 0.1, rng)
+    assert abs(qber - 0.03) < 5 * (0.03 * 0.97 / 1e5) ** 0.5
+    assert secret.mean() == pytest.approx(0.9, abs=0.005)
+    with pytest.raises(ValueError, match="fraction"):
+        sample_qber(alice, bob, 1.5, rng)

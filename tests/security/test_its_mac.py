@@ -39,12 +39,31 @@ def test_altered_tag_fails() -> None:
     assert not verify(b"m", bytes(tag), receiver)
 
 
-def test_hash_is_linear_polynomial_evaluation() -> None:
-    """poly_hash evaluates the block polynomial with the length as constant term (Horner)."""
+def test_hash_is_polynomial_evaluation_without_constant_term() -> None:
+    """poly_hash evaluates c1 k^2 + c2 k for two blocks, each coefficient marked by a 0x01 byte."""
     k = 123456789
     m = bytes(range(30))  # two 15-byte blocks
-    b1, b2 = int.from_bytes(m[:15], "big"), int.from_bytes(m[15:], "big")
-    assert poly_hash(m, k) == (b1 * k**2 + b2 * k + 30) % PRIME
+    c1, c2 = int.from_bytes(b"\x01" + m[:15], "big"), int.from_bytes(b"\x01" + m[15:], "big")
+    assert poly_hash(m, k) == (c1 * k**2 + c2 * k) % PRIME
+
+
+@pytest.mark.parametrize(("original", "forged"), [
+    (b"A" * 15 + b"\x05", b"A" * 15 + b"\x00\x05"),  # a leading zero byte in the last block
+    (b"\x00" * 15 + b"key", b"key"),  # a leading all-zero block
+    (b"", b"\x00"),
+])
+def test_length_and_zero_forgeries_fail(original: bytes, forged: bytes) -> None:
+    """Messages that differ only by zero bytes or block boundaries hash to unrelated values: the tag
+    of one does not verify the other (the forgeries a naive integer encoding allows)."""
+    for seed in range(20):
+        sender, receiver = _keys(seed)
+        assert not verify(forged, authenticate(original, sender), receiver)
+
+
+def test_key_repr_hides_the_secret() -> None:
+    """A MAC key's repr shows how many pads are left, never k or the pads."""
+    key = MACKey(123456789123456789, [987654321987654321])
+    assert "123456789123456789" not in repr(key) and "987654321987654321" not in repr(key)
 
 
 def test_empty_pool_is_an_error() -> None:
@@ -54,5 +73,5 @@ def test_empty_pool_is_an_error() -> None:
 
 
 def test_forgery_bound_is_tiny() -> None:
-    """A megabyte transcript: forgery probability below 2^-100."""
+    """A megabyte transcript: forgery probability below 2^-100 (blocks / P)."""
     assert forgery_probability(10**6) < 2.0**-100

@@ -25,12 +25,13 @@ def simulate(
     protocol: str = typer.Option("bb84-decoy", "--protocol", "-p",
                                  help="bb84-decoy (photon level) or cv-qkd (symbols)."),
     distance_km: float = typer.Option(50.0, "--distance-km", "-d", min=0.0, help="Fibre length (km)."),
-    pulses: float = typer.Option(1e9, "--pulses", "-n", min=1.0, help="Pulses (or CV symbols) to send, e.g. 1e9."),
+    pulses: float | None = typer.Option(None, "--pulses", "-n", min=1.0, show_default=False,
+                                        help="Pulses to send (default 1e9), or CV symbols (default 1e7)."),
     block_pulses: float = typer.Option(1e9, "--block-pulses", min=1e4,
                                        help="Pulses per post-processing block (the finite-key block)."),
     eve: str | None = typer.Option(None, "--eve", help="Eavesdropper: intercept-resend or pns."),
-    eve_fraction: float = typer.Option(1.0, "--eve-fraction", min=0.0, max=1.0,
-                                       help="Share of pulses intercept-resend attacks."),
+    eve_fraction: float | None = typer.Option(None, "--eve-fraction", min=0.0, max=1.0, show_default=False,
+                                              help="Share of pulses intercept-resend attacks (default 1)."),
     reconciler: str = typer.Option("cascade", "--reconciler", help="cascade (interactive) or polar (one-way)."),
     param: list[str] = typer.Option([], "--param", metavar="NAME=VALUE", help="Override a device parameter."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same run."),
@@ -53,17 +54,36 @@ def simulate(
     """
     overrides = parse_params(param)
     if protocol == "cv-qkd":
-        _simulate_cv(distance_km, int(pulses), overrides, seed, as_json)
+        _simulate_cv(distance_km, _count(pulses or 1e7, "--pulses", MAX_SYMBOLS), overrides, seed, as_json)
         return
     if protocol != "bb84-decoy":
         raise typer.BadParameter(f"photon-level simulation exists for bb84-decoy and cv-qkd, not {protocol!r}",
                                  param_hint="--protocol")
-    result = _simulate_bb84(distance_km, int(pulses), int(block_pulses), eve, eve_fraction, reconciler,
-                            overrides, seed)
+    fixed = sorted(set(overrides) & {"decoy", "nu", "block_size"})
+    if fixed:
+        raise typer.BadParameter(f"{', '.join(fixed)}: the link runs the three-intensity protocol of Lim et al. "
+                                 "(2014) and chooses its decoys itself; set mu, or nothing", param_hint="--param")
+    if eve_fraction is not None and eve != "intercept-resend":
+        raise typer.BadParameter("applies to --eve intercept-resend only", param_hint="--eve-fraction")
+    total = _count(pulses or 1e9, "--pulses", MAX_PULSES)
+    result = _simulate_bb84(distance_km, total, min(_count(block_pulses, "--block-pulses", MAX_PULSES), total),
+                            eve, 1.0 if eve_fraction is None else eve_fraction, reconciler, overrides, seed)
     if as_json:
         typer.echo(to_json(result))
     else:
         _print_report(result)
+
+
+MAX_PULSES = 10**15
+MAX_SYMBOLS = 10**10
+MAX_CLICKS_PER_BLOCK = 5 * 10**7  # about 1 GB of per-click arrays
+
+
+def _count(value: float, option: str, limit: int) -> int:
+    """A whole, finite count within ``limit``."""
+    if not math.isfinite(value) or value > limit:
+        raise typer.BadParameter(f"must be a finite number up to {limit:.0e}, got {value!r}", param_hint=option)
+    return max(1, round(value))
 
 
 def _simulate_bb84(distance_km: float, pulses: int, block_pulses: int, eve_name: str | None,
@@ -81,16 +101,17 @@ def _simulate_bb84(distance_km: float, pulses: int, block_pulses: int, eve_name:
     device = get_protocol("bb84-decoy").params({"decoy": "vacuum+weak", **overrides})
     eve = Eve(_choice(EveAttack, eve_name, "--eve"), eve_fraction) if eve_name else None
     config = ChainConfig(reconciler=_choice(Reconciler, reconciler, "--reconciler"))
-    block = min(block_pulses, pulses)
+    block = block_pulses
     link = SimulatedLink("cli", device, length_km=distance_km, pulses_per_block=block, seed=seed, eve=eve,
                          config=config)
-    blocks = max(1, round(pulses / block))
+    _check_block_size(link, device, block)
+    sizes = [block] * (pulses // block) + ([pulses % block] if pulses % block else [])
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} blocks"),
                   TimeRemainingColumn(), console=err_console, transient=True) as progress:
-        task = progress.add_task("simulating", total=blocks)
-        for _ in range(blocks):
-            link.run_blocks(1)
+        task = progress.add_task("simulating", total=len(sizes))
+        for size in sizes:
+            link.run_blocks(1, pulses=size)
             progress.advance(task)
     seconds = time.perf_counter() - started
     summary = summarise(link.reports)
@@ -109,6 +130,20 @@ def _simulate_bb84(distance_km: float, pulses: int, block_pulses: int, eve_name:
         "settings": asdict(link.settings), "wall_seconds": seconds,
         "sifted_bits_per_second": summary.sifted_bits / seconds if seconds > 0 else None,
     }
+
+
+def _check_block_size(link: Any, device: Any, block: int) -> None:
+    """Refuse blocks whose clicks would not fit in memory, saying what block size would."""
+    from qnet.physics.bb84 import bb84_channel
+
+    eta = link.transmittance * device.detector_efficiency
+    rate = max(bb84_channel(device, eta, mu, device.dark_count_prob).gain for mu in link.settings.intensities)
+    clicks = block * rate * (1.0 + device.afterpulse_prob)
+    if clicks > MAX_CLICKS_PER_BLOCK:
+        fits = int(MAX_CLICKS_PER_BLOCK / (rate * (1.0 + device.afterpulse_prob)))
+        raise typer.BadParameter(f"a block of {block:.0e} pulses would make about {clicks:.1e} clicks, more than "
+                                 f"{MAX_CLICKS_PER_BLOCK:.0e}; use --block-pulses {fits:.0e} or less",
+                                 param_hint="--block-pulses")
 
 
 def _choice(enum: Any, value: str | None, option: str) -> Any:
@@ -152,8 +187,11 @@ def _simulate_cv(distance_km: float, symbols: int, overrides: dict[str, Any], se
     import numpy as np
 
     from qnet.physics.keyrate import get_protocol
-    from qnet.quantum.cvqkd import simulate_cv_qkd
+    from qnet.quantum.cvqkd import MIN_SYMBOLS, simulate_cv_qkd
 
+    if symbols < MIN_SYMBOLS:
+        raise typer.BadParameter(f"CV-QKD needs at least {MIN_SYMBOLS} symbols to estimate the channel",
+                                 param_hint="--pulses")
     device = get_protocol("cv-qkd").params(overrides)
     t = 10 ** (-(device.attenuation_db_per_km * distance_km + device.extra_loss_db) / 10)
     est = simulate_cv_qkd(device, t, symbols=symbols, rng=np.random.default_rng(seed))

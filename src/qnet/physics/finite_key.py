@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import expit
 
 from qnet.physics._types import E0
 from qnet.physics.bb84 import BB84DecoyParams, bb84_channel
@@ -158,7 +159,8 @@ def vacuum_and_single_bounds(s: DecoySettings, counts: tuple[float, ...], eps: f
 
 
 def _gamma(eps: float, b: float, c: float, d: float) -> float:
-    """The phase-error deviation term gamma(a, b, c, d) of Lim et al. eq. 5, a = eps/21."""
+    """The phase-error deviation term gamma(a, b, c, d) of Lim et al. eq. 5, with a = eps_sec
+    (the paper's 21^2 / a^2 inside the logarithm)."""
     if not 0.0 < b < 1.0:
         return 0.5
     arg = (c + d) / (c * d * (1.0 - b) * b) * (21.0 / eps) ** 2
@@ -184,8 +186,10 @@ def secret_key_length(x: BasisCounts, z: BasisCounts, s: DecoySettings, *, leak_
         return FiniteKeyResult(-math.inf, pulses, x.error_rate, E0)
     m_plus, m_minus = _hoeffding(s, z.errors, eps_sec)
     vz1 = _tau(s, 1) * (m_plus[1] - m_minus[2]) / (s.mu2 - MU3)
-    ratio = vz1 / sz1
-    phi = min(0.5, ratio + _gamma(eps_sec, ratio, sz1, sx1))
+    ratio = max(vz1 / sz1, 0.0)
+    # gamma vanishes as its error-rate argument b -> 0, an artefact of its approximations: with no
+    # observed error, use the rate one error would give, so that the sampling term stays positive
+    phi = min(0.5, ratio + _gamma(eps_sec, max(ratio, 1.0 / sz1), sz1, sx1))
     length = (sx0 + sx1 * (1.0 - float(binary_entropy(phi))) - leak_ec
               - 6.0 * math.log2(21.0 / eps_sec) - math.log2(2.0 / eps_cor))
     return FiniteKeyResult(length, pulses, x.error_rate, phi)
@@ -230,11 +234,11 @@ def finite_key_length(p: BB84DecoyParams, eta: float, s: DecoySettings) -> Finit
 
 def _decode(v: np.ndarray, p: BB84DecoyParams) -> DecoySettings:
     """Unconstrained optimiser variables -> settings (logistic for probabilities, log intensities)."""
-    sig = np.clip(1.0 / (1.0 + np.exp(-v[:3])), 1e-6, 1.0 - 1e-6)  # keep every probability inside (0, 1)
+    sig = np.clip(expit(v[:3]), 1e-6, 1.0 - 1e-6)  # keep every probability inside (0, 1)
     p1 = float(sig[1]) * 0.98
     p2 = float(sig[2]) * (0.99 - p1)
-    mu1 = p.mu if p.mu is not None else float(np.exp(v[3]))
-    mu2 = p.nu if p.nu is not None else float(np.exp(v[4])) * mu1
+    mu1 = p.mu if p.mu is not None else float(np.exp(np.clip(v[3], -20.0, 3.0)))
+    mu2 = p.nu if p.nu is not None else float(np.exp(np.clip(v[4], -20.0, 0.0))) * mu1
     return DecoySettings(q_x=float(sig[0]), p1=p1, p2=p2, mu1=mu1, mu2=mu2)
 
 
@@ -261,6 +265,8 @@ def key_length_for_pulses(p: BB84DecoyParams, eta: float, s: DecoySettings, puls
 _STARTS = (
     np.array([2.0, 0.5, -0.5, math.log(0.5), math.log(0.3)]),
     np.array([3.0, 1.0, 0.0, math.log(0.4), math.log(0.15)]),
+    np.array([1.0, -1.0, 0.5, math.log(0.6), math.log(0.45)]),  # a small signal share, many decoys
+    np.array([0.5, -1.5, 1.0, math.log(0.7), math.log(0.4)]),
     np.array([1.0, 0.0, -1.0, math.log(0.7), math.log(0.4)]),
 )
 

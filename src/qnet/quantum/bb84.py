@@ -21,7 +21,8 @@ Every draw comes from the ``numpy.random.Generator`` passed in, so a seed reprod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +36,6 @@ from qnet.quantum.eve import Eve, EveAttack, signal_click_probabilities
 __all__ = ["DetectionEvents", "simulate_bb84"]
 
 X_BASIS, Z_BASIS = 0, 1
-_MAX_PHOTONS = 30  # P(n >= 30) < 1e-30 for mu <= 1: folded into the last bin
 
 U8 = npt.NDArray[np.uint8]
 
@@ -58,11 +58,11 @@ class DetectionEvents:
     pulses: int
     intensity: U8
     photons: U8
-    alice_basis: U8
-    alice_bit: U8
-    bob_basis: U8
-    bob_bit: U8
-    eve_knows: npt.NDArray[np.bool_]
+    alice_basis: U8 = field(repr=False)
+    alice_bit: U8 = field(repr=False)
+    bob_basis: U8 = field(repr=False)
+    bob_bit: U8 = field(repr=False)
+    eve_knows: npt.NDArray[np.bool_] = field(repr=False)
 
     @property
     def clicks(self) -> int:
@@ -102,29 +102,35 @@ def simulate_bb84(
 def _clicks(device: BB84DecoyParams, settings: DecoySettings, pulses: int, eta_ch: float,
             rng: np.random.Generator, eve: Eve | None) -> tuple[U8, U8, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Which pulses click, by intensity and photon number, and whether each click is a photon's."""
-    n = np.arange(_MAX_PHOTONS + 1)
-    signal_pmf = _pmf(settings.mu1)
+    top = _max_photons(max(settings.intensities))
+    n = np.arange(top + 1)
+    signal_pmf = _pmf(settings.mu1, top)
     click_n, knows_n = signal_click_probabilities(eve, n, signal_pmf, eta_channel=eta_ch,
                                                   eta_detector=device.detector_efficiency)
     per_intensity = rng.multinomial(pulses, settings.probs)
     labels: list[tuple[int, int, bool, int]] = []  # (intensity, photons, is_signal, count)
     for k, (mu, count) in enumerate(zip(settings.intensities, per_intensity, strict=True)):
-        by_photons = rng.multinomial(count, _pmf(mu))
+        by_photons = rng.multinomial(count, _pmf(mu, top))
         photon_clicks = rng.binomial(by_photons, click_n)
         background = rng.binomial(by_photons - photon_clicks, device.dark_count_prob)
         labels += [(k, int(m), True, int(c)) for m, c in zip(n, photon_clicks, strict=True) if c]
         labels += [(k, int(m), False, int(c)) for m, c in zip(n, background, strict=True) if c]
     counts = np.array([c for *_, c in labels], dtype=np.int64)
     intensity = np.repeat(np.array([lab[0] for lab in labels], dtype=np.uint8), counts)
-    photons = np.repeat(np.array([lab[1] for lab in labels], dtype=np.uint8), counts)
+    photons = np.repeat(np.array([lab[1] for lab in labels], dtype=np.uint8), counts)  # top <= 250
     signal = np.repeat(np.array([lab[2] for lab in labels], dtype=bool), counts)
-    knows = signal & knows_n[np.minimum(photons, _MAX_PHOTONS)]
+    knows = signal & knows_n[np.minimum(photons, top)]
     return intensity, photons, signal, knows
 
 
-def _pmf(mu: float) -> npt.NDArray[np.float64]:
-    """Poisson photon-number distribution, the tail folded into the last bin."""
-    pmf = poisson.pmf(np.arange(_MAX_PHOTONS + 1), mu)
+def _max_photons(mu: float) -> int:
+    """Largest photon number tracked: the Poisson tail beyond mu + 12 sqrt(mu) + 20 is < 1e-30."""
+    return min(250, math.ceil(mu + 12.0 * math.sqrt(mu) + 20.0))
+
+
+def _pmf(mu: float, top: int) -> npt.NDArray[np.float64]:
+    """Poisson photon-number distribution on 0..top, the tail folded into the last bin."""
+    pmf = poisson.pmf(np.arange(top + 1), mu)
     pmf[-1] += max(0.0, 1.0 - pmf.sum())
     return pmf / pmf.sum()  # type: ignore[no-any-return]
 

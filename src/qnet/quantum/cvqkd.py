@@ -21,7 +21,10 @@ import numpy as np
 
 from qnet.physics.cvqkd import CVQKDParams, cv_qkd_rate
 
-__all__ = ["CVEstimate", "simulate_cv_qkd"]
+__all__ = ["MIN_SYMBOLS", "CVEstimate", "simulate_cv_qkd"]
+
+MIN_SYMBOLS = 10
+_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -57,19 +60,34 @@ def simulate_cv_qkd(p: CVQKDParams, channel_transmittance: float, *, symbols: in
         confidence_sigmas: width of the confidence intervals, in standard deviations
             (6.5 sigma ~ 1e-10 failure probability).
     """
-    if symbols < 10:
-        raise ValueError(f"need at least 10 symbols, got {symbols!r}")
+    if symbols < MIN_SYMBOLS:
+        raise ValueError(f"need at least {MIN_SYMBOLS} symbols, got {symbols!r}")
     t_true, eta = channel_transmittance, p.detector_efficiency
-    x = rng.normal(0.0, math.sqrt(p.modulation_variance), symbols)
-    noise_var = 1.0 + eta * t_true * p.excess_noise + p.electronic_noise
-    y = math.sqrt(eta * t_true) * x + rng.normal(0.0, math.sqrt(noise_var), symbols)
-    slope = float(np.dot(x, y) / np.dot(x, x))
-    sigma2 = float(np.mean((y - slope * x) ** 2))
+    sxx, sxy, syy = _moments(p, t_true, symbols, rng)
+    slope = sxy / sxx
+    sigma2 = max((syy - 2.0 * slope * sxy + slope * slope * sxx) / symbols, 0.0)
     # confidence intervals (Lodewyck et al. 2007, eqs. 20-21)
     d_slope = confidence_sigmas * math.sqrt(sigma2 / (symbols * p.modulation_variance))
     d_sigma2 = confidence_sigmas * sigma2 * math.sqrt(2.0 / symbols)
-    t_low = max(slope - d_slope, 1e-300) ** 2 / eta
+    true_rate = cv_qkd_rate(p, t_true).rate_per_pulse
+    if slope - d_slope <= 0.0:  # the channel cannot be told from no channel: no key
+        return CVEstimate(symbols, 0.0, math.inf, t_true, 0.0, true_rate)
+    t_low = (slope - d_slope) ** 2 / eta
     eps_high = max((sigma2 + d_sigma2 - 1.0 - p.electronic_noise) / (eta * t_low), 0.0)
-    estimated = replace(p, excess_noise=min(eps_high, 10.0))
-    return CVEstimate(symbols, t_low, eps_high, t_true,
-                      cv_qkd_rate(estimated, t_low).rate_per_pulse, cv_qkd_rate(p, t_true).rate_per_pulse)
+    if eps_high > 10.0:
+        return CVEstimate(symbols, t_low, eps_high, t_true, 0.0, true_rate)
+    estimated = replace(p, excess_noise=eps_high)
+    return CVEstimate(symbols, t_low, eps_high, t_true, cv_qkd_rate(estimated, t_low).rate_per_pulse, true_rate)
+
+
+def _moments(p: CVQKDParams, t: float, symbols: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Sums of x^2, x y and y^2 over the symbols, drawn in chunks so that memory stays small."""
+    eta = p.detector_efficiency
+    noise = math.sqrt(1.0 + eta * t * p.excess_noise + p.electronic_noise)
+    sxx = sxy = syy = 0.0
+    for start in range(0, symbols, _CHUNK):
+        size = min(_CHUNK, symbols - start)
+        x = rng.normal(0.0, math.sqrt(p.modulation_variance), size)
+        y = math.sqrt(eta * t) * x + rng.normal(0.0, noise, size)
+        sxx, sxy, syy = sxx + float(x @ x), sxy + float(x @ y), syy + float(y @ y)
+    return sxx, sxy, syy

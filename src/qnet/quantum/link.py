@@ -11,6 +11,7 @@ with a UUID key_ID that both ends share; blocks run lazily, when an end asks for
 from __future__ import annotations
 
 import math
+import secrets
 import uuid
 from dataclasses import dataclass, field, replace
 
@@ -70,9 +71,9 @@ class SimulatedLink:
         self.settings = settings_for_block(device, self.transmittance, self.pulses_per_block)
         seeds = np.random.SeedSequence(seed).spawn(3)
         self._quantum, self._public = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
-        self._ids = np.random.default_rng(seeds[2])
+        self._ids = np.random.default_rng(seeds[2])  # key_IDs are public: a stream of their own
         chain_device = replace(device, decoy="vacuum+weak", nu=None)
-        pool = AuthKeyPool(np.random.default_rng(seeds[2]).bytes(4096))  # the pre-shared secret
+        pool = AuthKeyPool(secrets.token_bytes(4096))  # the pre-shared secret: never from the seed
         self._chain = PostProcessor(chain_device, self.settings, pool, config)
         self._keys: list[_Key] = []
         self._spare = np.zeros(0, dtype=np.uint8)
@@ -90,8 +91,8 @@ class SimulatedLink:
         while len(self.reports) < due:
             self._run_block()
 
-    def _run_block(self) -> None:
-        events = simulate_bb84(self.device, self.settings, pulses=self.pulses_per_block,
+    def _run_block(self, pulses: int | None = None) -> None:
+        events = simulate_bb84(self.device, self.settings, pulses=pulses or self.pulses_per_block,
                                channel_transmittance=self.transmittance, rng=self._quantum, eve=self.eve)
         result = self._chain.process(events, self._public)
         self.reports.append(result.report)
@@ -108,11 +109,12 @@ class SimulatedLink:
         """Keys delivered so far (to the faster end)."""
         return len(self._keys)
 
-    def run_blocks(self, count: int) -> list[BlockReport]:
-        """Run ``count`` more blocks now, whatever the clock says; returns their reports."""
+    def run_blocks(self, count: int, *, pulses: int | None = None) -> list[BlockReport]:
+        """Run ``count`` more blocks now, whatever the clock says (of ``pulses`` pulses each, the
+        link's block size by default); returns their reports."""
         start = len(self.reports)
         for _ in range(count):
-            self._run_block()
+            self._run_block(pulses)
         return self.reports[start:]
 
 

@@ -56,6 +56,9 @@ class MACKey:
         if not 0 <= self.k < PRIME or any(not 0 <= r < PRIME for r in self.pads):
             raise ValueError("MAC key values must lie in [0, 2^127 - 1)")
 
+    def __repr__(self) -> str:  # key material never appears in logs
+        return f"MACKey(<secret>, pads={len(self.pads)}, pads_used={self.pads_used})"
+
     @classmethod
     def from_bytes(cls, k_bytes: bytes, pad_bytes: Iterable[bytes] = ()) -> MACKey:
         """Build a key from 16-byte strings (reduced mod P)."""
@@ -74,16 +77,25 @@ class MACKey:
         return self.pads.pop(0)
 
 
-def poly_hash(message: bytes, k: int) -> int:
-    """Evaluate the message's polynomial at k over GF(2^127 - 1) (Horner's rule).
+def _coefficients(message: bytes) -> list[int]:
+    """The message as polynomial coefficients: 15-byte blocks, each with a 0x01 byte above it
+    (as Poly1305 pads), so that leading zero bytes and block lengths count and the map from
+    messages to coefficient lists is one-to-one; every coefficient is nonzero and below P."""
+    return [int.from_bytes(b"\x01" + message[i:i + _BLOCK_BYTES], "big")
+            for i in range(0, len(message), _BLOCK_BYTES)]
 
-    The message is cut into 120-bit blocks; its length is the last coefficient, so messages that
-    differ only by trailing zeros hash differently.
+
+def poly_hash(message: bytes, k: int) -> int:
+    """Evaluate the message's polynomial c_1 k^L + ... + c_L k at k over GF(2^127 - 1) (Horner).
+
+    Two different messages of at most L blocks give different polynomials of degree at most L
+    with no constant term (the encoding is injective and its coefficients are nonzero), so their
+    hashes differ by a given value for at most L of the P points k.
     """
     acc = 0
-    for i in range(0, len(message), _BLOCK_BYTES):
-        acc = (acc * k + int.from_bytes(message[i:i + _BLOCK_BYTES], "big")) % PRIME
-    return (acc * k + len(message)) % PRIME
+    for c in _coefficients(message):
+        acc = (acc + c) * k % PRIME
+    return acc
 
 
 def authenticate(message: bytes, key: MACKey) -> bytes:
@@ -102,6 +114,5 @@ def verify(message: bytes, tag: bytes, key: MACKey) -> bool:
 
 
 def forgery_probability(message_bytes: int) -> float:
-    """Upper bound on a forger's success per attempt: (number of blocks + 1) / P."""
-    blocks = -(-message_bytes // _BLOCK_BYTES) + 1
-    return blocks / PRIME
+    """Upper bound on a forger's success per attempt: (number of blocks) / P."""
+    return max(1, -(-message_bytes // _BLOCK_BYTES)) / PRIME

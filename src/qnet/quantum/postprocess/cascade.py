@@ -23,7 +23,7 @@ by hand in numba: no maintained Python library implements Cascade at this speed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -46,13 +46,15 @@ class CascadeResult:
         corrected: Bob's bits after reconciliation.
         leak: parity bits Alice disclosed.
         passes: passes run.
-        parities: Alice's disclosed parity bits, in order (what the classical channel carried).
+        parities: Alice's disclosed parity bits, in order (what she sent).
+        replies: Bob's answers, one per parity: 1 where his parity differed (what he sent).
     """
 
-    corrected: U8
+    corrected: U8 = field(repr=False)
     leak: int
     passes: int
-    parities: U8
+    parities: U8 = field(repr=False)
+    replies: U8 = field(repr=False)
 
     def efficiency(self, qber: float) -> float:
         """f = leak / (n h(QBER)): 1 is the Shannon limit."""
@@ -92,9 +94,10 @@ def cascade(alice: U8, bob: U8, qber: float, *, seed: int, passes: int = 16,
     maps = _affine_maps(n, len(sizes), seed)
     corrected = bob.astype(np.uint8, copy=True)
     if n == 0:
-        return CascadeResult(corrected, 0, 0, np.zeros(0, dtype=np.uint8))
-    leak, parities = _cascade(alice.astype(np.uint8), corrected, sizes, maps)
-    return CascadeResult(corrected, int(leak), len(sizes), parities[:leak])
+        return CascadeResult(corrected, 0, 0, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.uint8))
+    leak, messages = _cascade(alice.astype(np.uint8), corrected, sizes, maps)
+    said = messages[:leak].astype(np.uint8)
+    return CascadeResult(corrected, int(leak), len(sizes), said & np.uint8(1), said >> np.uint8(1))
 
 
 def _affine_maps(n: int, count: int, seed: int) -> I64:
@@ -171,10 +174,10 @@ def _open_pass(j: int, k: int, n: int, prefix: npt.NDArray[np.uint8], tree: npt.
     top = 0
     for blk in range((n + k - 1) // k):
         lo, hi = blk * k, min(n, (blk + 1) * k)
-        parities = _grow(parities, leak + 1)
-        parities[leak] = prefix[hi] ^ prefix[lo]
-        leak += 1
         odd[offset + blk] = _prefix(tree, hi) ^ _prefix(tree, lo)
+        parities = _grow(parities, leak + 1)
+        parities[leak] = (prefix[hi] ^ prefix[lo]) | (odd[offset + blk] << 1)  # Alice's parity, Bob's reply
+        leak += 1
         if odd[offset + blk]:
             stack = _grow(stack, top + 2)
             stack[top] = j
@@ -210,10 +213,11 @@ def _cascade(alice: npt.NDArray[np.uint8], bob: npt.NDArray[np.uint8], sizes: np
             lo, hi = blk * sizes[i], min(n, (blk + 1) * sizes[i])
             while hi - lo > 1:  # binary search: one disclosed parity per halving
                 mid = (lo + hi) // 2
+                differs = _prefix(trees[i], mid) ^ _prefix(trees[i], lo)
                 parities = _grow(parities, leak + 1)
-                parities[leak] = prefix[i, mid] ^ prefix[i, lo]
+                parities[leak] = (prefix[i, mid] ^ prefix[i, lo]) | (differs << 1)
                 leak += 1
-                if _prefix(trees[i], mid) ^ _prefix(trees[i], lo):
+                if differs:
                     hi = mid
                 else:
                     lo = mid

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -18,7 +19,7 @@ import numpy.typing as npt
 
 from qnet.physics.bb84 import BB84DecoyParams
 from qnet.physics.entropy import binary_entropy, reconciliation_efficiency
-from qnet.physics.finite_key import BasisCounts, DecoySettings, vacuum_and_single_bounds
+from qnet.physics.finite_key import DecoySettings, vacuum_and_single_bounds
 from qnet.quantum.bb84 import DetectionEvents
 from qnet.quantum.postprocess.amplification import toeplitz_hash_pair
 from qnet.quantum.postprocess.authentication import AuthKeyPool, Transcript, authenticate_block
@@ -26,7 +27,7 @@ from qnet.quantum.postprocess.cascade import cascade
 from qnet.quantum.postprocess.estimation import Estimate, estimate
 from qnet.quantum.postprocess.polar import polar_reconcile
 from qnet.quantum.postprocess.sifting import SiftedBlock, sift
-from qnet.quantum.postprocess.verification import TAG_BITS, keys_match
+from qnet.quantum.postprocess.verification import MERSENNE61, TAG_BITS, key_tag
 
 __all__ = ["BlockReport", "BlockResult", "ChainConfig", "PostProcessor", "Reconciler"]
 
@@ -34,6 +35,11 @@ U8 = npt.NDArray[np.uint8]
 
 QBER_ABORT = 0.11
 """Above this estimated QBER a block is abandoned before error correction (no BB84 key survives)."""
+
+
+def _public_random_bits(count: int) -> U8:
+    """``count`` uniformly random bits from the operating system's CSPRNG (public once sent)."""
+    return np.unpackbits(np.frombuffer(secrets.token_bytes(-(-count // 8)), dtype=np.uint8))[:count]
 
 
 class Reconciler(StrEnum):
@@ -113,7 +119,7 @@ class BlockResult:
     """A block's report and the two ends' final keys (as bits); equal unless ``report.aborted``."""
 
     report: BlockReport
-    alice_key: U8
+    alice_key: U8 = field(repr=False)
     bob_key: U8 = field(repr=False)
 
 
@@ -133,30 +139,48 @@ class PostProcessor:
         self.config = config or ChainConfig()
 
     def process(self, events: DetectionEvents, rng: np.random.Generator) -> BlockResult:
-        """Turn one block's clicks into final keys; ``rng`` supplies the public randomness."""
+        """Turn one block's clicks into final keys.
+
+        ``rng`` drives the choices that need no secrecy (Cascade's shuffles). The privacy-amplification
+        seed and the verification hash keys come from the operating system's CSPRNG: a Toeplitz
+        matrix must be drawn uniformly from all of them for the leftover hash lemma to apply.
+        """
         transcript = Transcript()
         block = sift(events)
-        transcript.send("alice", block.transcript)
+        transcript.send("bob", block.bob_says)
+        transcript.send("alice", block.alice_says)
         est = estimate(block)
         if reason := self._hopeless(block, est):
             return self._empty(events, block, est, reason)
         alice, bob, keep, leak, frames, failed = self._reconcile(block, est.qber, rng, transcript)
-        kept = np.bincount(block.key_intensity[keep], minlength=3)[:3]
-        counts = BasisCounts((float(kept[0]), float(kept[1]), float(kept[2])), (0.0, 0.0, 0.0))
-        result = Estimate(est.qber, counts, est.z_counts).key_length(
-            self.settings, leak_ec=leak, eps_sec=self.device.eps_sec, eps_cor=self.device.eps_cor)
-        m = math.floor(result.key_length) if result.key_length > 0 else 0
-        seed_value = int(rng.integers(0, 2**63))
-        transcript.send("alice", seed_value.to_bytes(8, "big"))
-        seed = np.random.default_rng(seed_value).integers(0, 2, alice.size + m - 1, dtype=np.uint8) if m else None
+        m = self._final_length(est, leak, dropped=int(keep.size - keep.sum()))
+        seed = _public_random_bits(alice.size + m - 1) if m else None
+        if seed is not None:
+            transcript.send("alice", np.packbits(seed).tobytes())
         empty = np.zeros(0, np.uint8)
         final_a, final_b = toeplitz_hash_pair(alice, bob, seed, m) if seed is not None else (empty, empty)
-        auth = authenticate_block(transcript, self.pool)
+        try:
+            auth = authenticate_block(transcript, self.pool)
+        except LookupError:
+            return self._empty(events, block, est, "authentication key pool exhausted")
         refill = min(auth, final_a.size) // 8 * 8
         self.pool.refill(np.packbits(final_a[:refill]).tobytes())
-        report = self._report(events, block, est, leak, frames, failed, m, auth, result.phase_error,
+        report = self._report(events, block, est, leak, frames, failed, m, auth, self._phase_error(est, leak),
                               "" if m else "no key")
         return BlockResult(report, final_a[refill:], final_b[refill:])
+
+    def _final_length(self, est: Estimate, leak: int, *, dropped: int) -> int:
+        """Lim et al. eq. 1 on the whole block's counts and the whole leak, less every raw-key bit of
+        frames dropped by verification: removing D bits lowers the smooth min-entropy by at most D
+        (chain rule), whatever Eve knew about them."""
+        result = est.key_length(self.settings, leak_ec=leak, eps_sec=self.device.eps_sec,
+                                eps_cor=self.device.eps_cor)
+        length = result.key_length - dropped
+        return math.floor(length) if length > 0 else 0
+
+    def _phase_error(self, est: Estimate, leak: int) -> float:
+        return est.key_length(self.settings, leak_ec=leak, eps_sec=self.device.eps_sec,
+                              eps_cor=self.device.eps_cor).phase_error
 
     def _hopeless(self, block: SiftedBlock, est: Estimate) -> str:
         """A reason to stop before error correction, or ``""``."""
@@ -179,15 +203,19 @@ class PostProcessor:
         leak = frames = failed = 0
         for lo, hi, method in self._frames(n):
             a, b = block.alice[lo:hi], block.bob[lo:hi]
-            fixed, frame_leak, message = self._reconcile_frame(method, a, b, qber, rng)
-            transcript.send("alice", message)
+            fixed, frame_leak, said = self._reconcile_frame(method, a, b, qber, rng)
+            transcript.send("alice", said[0])
+            transcript.send("bob", said[1])
             corrected[lo:hi] = fixed
             frames += 1
             leak += frame_leak + TAG_BITS
-            if keys_match(a, fixed, rng):
-                keep[lo:hi] = True
-            else:
-                failed += 1
+            hash_keys = tuple(int.from_bytes(secrets.token_bytes(8), "big") % (MERSENNE61 - 1) + 1 for _ in "ab")
+            tag_a, tag_b = key_tag(a, hash_keys), key_tag(fixed, hash_keys)  # type: ignore[arg-type]
+            transcript.send("alice", repr((hash_keys, tag_a)).encode())
+            ok = tag_a == tag_b
+            transcript.send("bob", b"ok" if ok else b"drop")
+            keep[lo:hi] = ok
+            failed += int(not ok)
         return block.alice[keep], corrected[keep], keep, leak, frames, failed
 
     def _frames(self, n: int) -> list[tuple[int, int, Reconciler]]:
@@ -202,12 +230,15 @@ class PostProcessor:
         return [(int(lo), int(hi), Reconciler.CASCADE) for lo, hi in itertools.pairwise(edges)]
 
     def _reconcile_frame(self, method: Reconciler, a: U8, b: U8, qber: float,
-                         rng: np.random.Generator) -> tuple[U8, int, bytes]:
+                         rng: np.random.Generator) -> tuple[U8, int, tuple[bytes, bytes]]:
+        """Bob's corrected frame, the leak, and what (Alice, Bob) sent."""
         if method is Reconciler.POLAR:
             pr = polar_reconcile(a, b, qber, target_fer=self.config.polar_target_fer)
-            return pr.corrected, pr.leak, np.packbits(pr.syndrome).tobytes()
-        cr = cascade(a, b, qber, seed=int(rng.integers(0, 2**63)))
-        return cr.corrected, cr.leak, np.packbits(cr.parities).tobytes()
+            return pr.corrected, pr.leak, (np.packbits(pr.syndrome).tobytes(), b"")
+        seed = int(rng.integers(0, 2**63))
+        cr = cascade(a, b, qber, seed=seed)
+        alice_said = seed.to_bytes(8, "big") + np.packbits(cr.parities).tobytes()
+        return cr.corrected, cr.leak, (alice_said, np.packbits(cr.replies).tobytes())
 
     def _empty(self, events: DetectionEvents, block: SiftedBlock, est: Estimate, reason: str) -> BlockResult:
         report = self._report(events, block, est, 0, 0, 0, 0, 0, 0.5, reason)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -47,9 +47,9 @@ class PolarResult:
         syndrome: those bits.
     """
 
-    corrected: U8
+    corrected: U8 = field(repr=False)
     leak: int
-    syndrome: U8
+    syndrome: U8 = field(repr=False)
 
     def efficiency(self, qber: float) -> float:
         """f = leak / (N h(QBER))."""

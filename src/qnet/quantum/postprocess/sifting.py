@@ -7,7 +7,7 @@ Lim et al., PRA 89, 022307 (2014)); the test basis Z is revealed in full to coun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -31,16 +31,18 @@ class SiftedBlock:
         key_intensity: the intensity of each raw-key bit (public after sifting).
         z_counts: Z-basis detections and errors per intensity (Z bits are revealed).
         eve_knows: share of the raw key Eve knows (a simulation diagnostic, not a public value).
-        transcript: the public messages of sifting (Bob's bases, Alice's matches, intensities).
+        alice_says: Alice's public messages (which bases matched, the intensities, her Z bits).
+        bob_says: Bob's public messages (which pulses clicked and in which basis, his Z bits).
     """
 
     pulses: int
-    alice: U8
-    bob: U8
-    key_intensity: U8
+    alice: U8 = field(repr=False)
+    bob: U8 = field(repr=False)
+    key_intensity: U8 = field(repr=False)
     z_counts: BasisCounts
     eve_knows: float
-    transcript: bytes
+    alice_says: bytes = field(repr=False)
+    bob_says: bytes = field(repr=False)
 
     @property
     def x_counts(self) -> tuple[int, int, int]:
@@ -64,9 +66,10 @@ def sift(events: DetectionEvents) -> SiftedBlock:
     errors = np.bincount(z_int, weights=z_err, minlength=3)[:3]
     z_counts = BasisCounts(tuple(float(v) for v in detections), tuple(float(v) for v in errors))  # type: ignore[arg-type]
     intensity = events.intensity[same]  # 0, 1 or 2: two bits each on the wire
-    transcript = b"".join([np.packbits(events.bob_basis).tobytes(), np.packbits(same).tobytes(),
-                           np.packbits(intensity >> 1).tobytes(), np.packbits(intensity & 1).tobytes(),
-                           np.packbits(events.alice_bit[test]).tobytes()])
+    alice_says = b"".join([np.packbits(same).tobytes(), np.packbits(intensity >> 1).tobytes(),
+                           np.packbits(intensity & 1).tobytes(), np.packbits(events.alice_bit[test]).tobytes()])
+    bob_says = b"".join([events.clicks.to_bytes(8, "big"), np.packbits(events.bob_basis).tobytes(),
+                         np.packbits(events.bob_bit[test]).tobytes()])
     knows = float(events.eve_knows[key].mean()) if key.any() else 0.0
     return SiftedBlock(events.pulses, events.alice_bit[key], events.bob_bit[key], events.intensity[key],
-                       z_counts, knows, transcript)
+                       z_counts, knows, alice_says, bob_says)
