@@ -186,6 +186,7 @@ def _print_report(r: dict[str, Any]) -> None:
 def _simulate_cv(distance_km: float, symbols: int, overrides: dict[str, Any], seed: int, as_json: bool) -> None:
     import numpy as np
 
+    from qnet.physics.channels import link_transmittance
     from qnet.physics.keyrate import get_protocol
     from qnet.quantum.cvqkd import MIN_SYMBOLS, simulate_cv_qkd
 
@@ -193,7 +194,7 @@ def _simulate_cv(distance_km: float, symbols: int, overrides: dict[str, Any], se
         raise typer.BadParameter(f"CV-QKD needs at least {MIN_SYMBOLS} symbols to estimate the channel",
                                  param_hint="--pulses")
     device = get_protocol("cv-qkd").params(overrides)
-    t = 10 ** (-(device.attenuation_db_per_km * distance_km + device.extra_loss_db) / 10)
+    t = float(link_transmittance(distance_km, device.attenuation_db_per_km, device.extra_loss_db))
     est = simulate_cv_qkd(device, t, symbols=symbols, rng=np.random.default_rng(seed))
     result = {"distance_km": distance_km, "symbols": est.symbols, "transmittance_true": est.transmittance_true,
               "transmittance_estimate": est.transmittance, "excess_noise_true": device.excess_noise,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from qnet.physics.bb84 import BB84DecoyParams
+from qnet.physics.channels import link_transmittance
 from qnet.physics.entropy import reconciliation_efficiency
 from qnet.physics.finite_key import DecoySettings, optimal_settings
 from qnet.quantum.bb84 import simulate_bb84
@@ -67,7 +68,7 @@ class SimulatedLink:
             raise ValueError(f"speedup must be > 0, got {speedup!r}")
         self.link_id, self.device, self.speedup, self.key_bits, self.eve = link_id, device, speedup, key_bits, eve
         self.pulses_per_block = int(pulses_per_block)
-        self.transmittance = 10 ** (-(device.attenuation_db_per_km * length_km + device.extra_loss_db) / 10)
+        self.transmittance = float(link_transmittance(length_km, device.attenuation_db_per_km, device.extra_loss_db))
         self.settings = settings_for_block(device, self.transmittance, self.pulses_per_block)
         seeds = np.random.SeedSequence(seed).spawn(3)
         self._quantum, self._public = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])

@@ -32,7 +32,7 @@ from qnet.scenarios.spec import LinkSpec, NetworkSpec, NodeSpec
 from qnet.scenarios.validate import link_protocol_params
 from qnet.units import db_to_transmittance
 
-__all__ = ["DemandPlan", "LinkPlan", "NetworkPlan", "link_length_km", "plan_network"]
+__all__ = ["DemandPlan", "LinkPlan", "NetworkPlan", "link_length_km", "node_positions", "plan_network"]
 
 
 @dataclass(frozen=True)

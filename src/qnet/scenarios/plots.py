@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qnet.physics.bounds import plob_bound, single_repeater_bound
+from qnet.scenarios.planner import node_positions
 from qnet.units import db_to_transmittance
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ _NODE_COLOURS = {"trusted_node": "tab:blue", "user_node": "tab:green", "satellit
 def _positions(spec: NetworkSpec) -> dict[str, tuple[float, float]]:
     import networkx as nx
 
-    fixed = {n.name: (n.location.lon, n.location.lat) for n in spec.nodes if n.location is not None}
+    fixed = node_positions(spec.nodes)
     if len(fixed) == len(spec.nodes):
         return fixed
     graph = nx.Graph()

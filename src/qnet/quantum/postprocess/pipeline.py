@@ -27,7 +27,7 @@ from qnet.quantum.postprocess.cascade import cascade
 from qnet.quantum.postprocess.estimation import Estimate, estimate
 from qnet.quantum.postprocess.polar import polar_reconcile
 from qnet.quantum.postprocess.sifting import SiftedBlock, sift
-from qnet.quantum.postprocess.verification import MERSENNE61, TAG_BITS, key_tag
+from qnet.quantum.postprocess.verification import TAG_BITS, fresh_hash_keys, key_tag
 
 __all__ = ["BlockReport", "BlockResult", "ChainConfig", "PostProcessor", "Reconciler"]
 
@@ -209,8 +209,8 @@ class PostProcessor:
             corrected[lo:hi] = fixed
             frames += 1
             leak += frame_leak + TAG_BITS
-            hash_keys = tuple(int.from_bytes(secrets.token_bytes(8), "big") % (MERSENNE61 - 1) + 1 for _ in "ab")
-            tag_a, tag_b = key_tag(a, hash_keys), key_tag(fixed, hash_keys)  # type: ignore[arg-type]
+            hash_keys = fresh_hash_keys()
+            tag_a, tag_b = key_tag(a, hash_keys), key_tag(fixed, hash_keys)
             transcript.send("alice", repr((hash_keys, tag_a)).encode())
             ok = tag_a == tag_b
             transcript.send("bob", b"ok" if ok else b"drop")

@@ -10,11 +10,13 @@ arithmetic, which numpy lacks, and speed matters here.
 
 from __future__ import annotations
 
+import secrets
+
 import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MERSENNE61", "TAG_BITS", "collision_probability", "key_tag", "keys_match"]
+__all__ = ["MERSENNE61", "TAG_BITS", "fresh_hash_keys", "key_tag", "keys_match"]
 
 MERSENNE61 = (1 << 61) - 1
 TAG_BITS = 122
@@ -63,13 +65,13 @@ def key_tag(bits: npt.NDArray[np.uint8], hash_keys: tuple[int, int]) -> tuple[in
     return tuple(int(_poly(words, np.uint64(k % MERSENNE61))) for k in hash_keys)  # type: ignore[return-value]
 
 
-def keys_match(alice: npt.NDArray[np.uint8], bob: npt.NDArray[np.uint8], rng: np.random.Generator) -> bool:
-    """Whether Bob's corrected key passes verification against Alice's (fresh public hash keys)."""
-    hash_keys = (int(rng.integers(1, MERSENNE61)), int(rng.integers(1, MERSENNE61)))
+def fresh_hash_keys() -> tuple[int, int]:
+    """Two hash keys in [1, 2^61 - 1) from the OS CSPRNG, drawn after error correction so that
+    no error pattern can be chosen to collide."""
+    return tuple(int.from_bytes(secrets.token_bytes(8), "big") % (MERSENNE61 - 1) + 1 for _ in "ab")  # type: ignore[return-value]
+
+
+def keys_match(alice: npt.NDArray[np.uint8], bob: npt.NDArray[np.uint8]) -> bool:
+    """Whether Bob's corrected key passes verification against Alice's (fresh hash keys)."""
+    hash_keys = fresh_hash_keys()
     return alice.size == bob.size and key_tag(alice, hash_keys) == key_tag(bob, hash_keys)
-
-
-def collision_probability(n_bits: int) -> float:
-    """Upper bound on two different keys of n_bits passing verification."""
-    words = n_bits // 32 + 2
-    return float((words / MERSENNE61) ** 2)
