@@ -7,7 +7,11 @@ import random
 import numpy as np
 import pytest
 
-from qnet.quantum.postprocess.amplification import toeplitz_hash, toeplitz_hash_direct
+from qnet.quantum.postprocess.amplification import (
+    modified_toeplitz_hash_pair,
+    toeplitz_hash,
+    toeplitz_hash_direct,
+)
 from qnet.quantum.postprocess.authentication import AuthenticationFailed, AuthKeyPool, Transcript, authenticate_block
 from qnet.quantum.postprocess.verification import MERSENNE61, _mulmod61, key_tag, keys_match
 
@@ -46,6 +50,27 @@ def test_fft_toeplitz_equals_the_definition(n: int, m: int) -> None:
     assert np.array_equal(toeplitz_hash(key, seed, m), toeplitz_hash_direct(key, seed, m))
 
 
+@pytest.mark.parametrize(("n", "m"), [(2, 1), (64, 63), (1000, 300), (4097, 2048)])
+def test_modified_toeplitz_equals_identity_then_toeplitz(n: int, m: int) -> None:
+    """(I | T') x is x[:m] xor T' x[m:], T' by the definition; both keys of a pair get the same matrix."""
+    rng = np.random.default_rng(n * m)
+    a, b = rng.integers(0, 2, (2, n), dtype=np.uint8)
+    seed = rng.integers(0, 2, n - 1, dtype=np.uint8)
+    ha, hb = modified_toeplitz_hash_pair(a, b, seed, m)
+    assert np.array_equal(ha, a[:m] ^ toeplitz_hash_direct(a[m:], seed, m))
+    assert np.array_equal(hb, b[:m] ^ toeplitz_hash_direct(b[m:], seed, m))
+
+
+def test_modified_toeplitz_collisions_are_rare() -> None:
+    """2-universality in practice: two fixed distinct inputs collide with probability 2^-m (m = 4 here:
+    about 1/16 of 4000 random seeds, within 5 sigma)."""
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 2, (2, 40), dtype=np.uint8)
+    hits = sum(np.array_equal(*modified_toeplitz_hash_pair(x, y, rng.integers(0, 2, 39, dtype=np.uint8), 4))
+               for _ in range(4000))
+    assert abs(hits - 250) < 5 * (4000 * (1 / 16) * (15 / 16)) ** 0.5
+
+
 def test_toeplitz_hash_is_linear() -> None:
     """T(x xor y) = Tx xor Ty: the family is a linear 2-universal hash."""
     rng = np.random.default_rng(9)
@@ -58,6 +83,10 @@ def test_toeplitz_rejects_bad_lengths() -> None:
     """m larger than n, or a seed of the wrong size, is refused."""
     with pytest.raises(ValueError, match="n \\+ m - 1"):
         toeplitz_hash(np.zeros(10, np.uint8), np.zeros(5, np.uint8), 3)
+    with pytest.raises(ValueError, match="n - 1"):
+        modified_toeplitz_hash_pair(np.zeros(10, np.uint8), None, np.zeros(10, np.uint8), 3)
+    with pytest.raises(ValueError, match="m < n"):
+        modified_toeplitz_hash_pair(np.zeros(10, np.uint8), None, np.zeros(9, np.uint8), 10)
 
 
 def test_block_authentication_accounts_key_and_catches_tampering() -> None:

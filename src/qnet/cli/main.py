@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from qnet import __version__
-from qnet.cli import keyrate, link, validate
+from qnet.cli import keyrate, kme, link, pki, validate
 from qnet.cli._console import err_console
 from qnet.errors import QNetError
 
@@ -46,6 +46,8 @@ def _root(
 app.command(name="validate")(validate.validate)
 app.command(name="keyrate")(keyrate.keyrate)
 app.add_typer(link.app, name="link")
+app.add_typer(pki.app, name="pki")
+app.add_typer(kme.app, name="kme")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,10 @@ class SimulatedLink:
         length_km: fibre length.
         pulses_per_block: pulses per post-processing block.
         seed: the seed of everything random on this link.
+        replicated: if true, the seed also draws the pre-shared authentication secret and Alice's
+            public random choices, so two copies of the link with the same seed (one in each end's
+            key manager process) make the same keys. The seed then stands for the photons both ends
+            share: it must be secret and from a CSPRNG (``qnet pki init`` draws 128 bits).
         speedup: link seconds per wall-clock second.
         key_bits: size of each delivered key.
         eve: an eavesdropper on the link, if any.
@@ -61,7 +65,7 @@ class SimulatedLink:
 
     def __init__(self, link_id: str, device: BB84DecoyParams, *, length_km: float, pulses_per_block: int = 10**9,
                  seed: int = 0, speedup: float = 1.0, key_bits: int = 256, eve: Eve | None = None,
-                 config: ChainConfig | None = None) -> None:
+                 config: ChainConfig | None = None, replicated: bool = False) -> None:
         if key_bits <= 0 or key_bits % 8:
             raise ValueError(f"key_bits must be a positive multiple of 8, got {key_bits!r}")
         if speedup <= 0:
@@ -70,12 +74,13 @@ class SimulatedLink:
         self.pulses_per_block = int(pulses_per_block)
         self.transmittance = float(link_transmittance(length_km, device.attenuation_db_per_km, device.extra_loss_db))
         self.settings = settings_for_block(device, self.transmittance, self.pulses_per_block)
-        seeds = np.random.SeedSequence(seed).spawn(3)
+        seeds = np.random.SeedSequence(seed).spawn(4)
         self._quantum, self._public = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
         self._ids = np.random.default_rng(seeds[2])  # key_IDs are public: a stream of their own
         chain_device = replace(device, decoy="vacuum+weak", nu=None)
-        pool = AuthKeyPool(secrets.token_bytes(4096))  # the pre-shared secret: never from the seed
-        self._chain = PostProcessor(chain_device, self.settings, pool, config)
+        shared = np.random.default_rng(seeds[3]).bytes if replicated else secrets.token_bytes
+        pool = AuthKeyPool(shared(4096))  # the pre-shared secret: from the seed only when replicated
+        self._chain = PostProcessor(chain_device, self.settings, pool, config, public_random=shared)
         self._keys: list[_Key] = []
         self._spare = np.zeros(0, dtype=np.uint8)
         self.reports: list[BlockReport] = []

@@ -6,6 +6,12 @@ the finite-key length of the block (Lim et al. 2014, eq. 1). The product T x is 
 integer convolution of the seed t (n + m - 1 random bits defining the diagonals) with the key x,
 reduced mod 2: computed with real FFTs of length >= n + m - 1 (scipy.fft), exact in float64 for
 n < 2^40 because every convolution value is an integer at most n.
+
+The chain uses the modified Toeplitz matrix (I_m | T'), T' a random m x (n - m) Toeplitz matrix
+(Hayashi and Tsurumaru, IEEE Trans. Inf. Theory 62, 2213 (2016)): it is still 2-universal (for
+x = (x1, x2) != 0, x2 = 0 forces x1 != 0 so no collision; x2 != 0 makes T' x2 uniform, so
+Pr[T' x2 = x1] = 2^-m), needs n - 1 seed bits instead of n + m - 1, and its FFTs have length n
+instead of n + m: half the work at m = n/2.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import fft
 
-__all__ = ["toeplitz_hash", "toeplitz_hash_direct", "toeplitz_hash_pair"]
+__all__ = ["modified_toeplitz_hash_pair", "toeplitz_hash", "toeplitz_hash_direct", "toeplitz_hash_pair"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -48,17 +54,51 @@ def toeplitz_hash_pair(key_a: U8, key_b: U8 | None, seed: U8, m: int, *, workers
     empty = np.zeros(0, dtype=np.uint8)
     if m == 0:
         return empty, empty
-    size = fft.next_fast_len(n + m - 1, real=True)
+    return _products((key_a, key_b), seed, m, workers)
+
+
+def modified_toeplitz_hash_pair(key_a: U8, key_b: U8 | None, seed: U8, m: int, *,
+                                workers: int = 1) -> tuple[U8, U8]:
+    """(I_m | T') x = x[:m] xor T' x[m:] for one or two keys, T'[i, j] = seed[i - j + n - m - 1].
+
+    Args:
+        key_a, key_b: n key bits each (key_b may be None).
+        seed: n - 1 random bits (public), the diagonals of T'.
+        m: output length, 0 <= m < n.
+
+    Raises:
+        ValueError: if the lengths do not fit.
+    """
+    n = key_a.size
+    if not 0 <= m < max(n, 1) or (m > 0 and seed.size != n - 1) or (key_b is not None and key_b.size != n):
+        raise ValueError(f"need 0 <= m < n, keys of equal length and a seed of n - 1 bits; "
+                         f"got n={n}, m={m}, seed={seed.size}")
+    empty = np.zeros(0, dtype=np.uint8)
+    if m == 0:
+        return empty, empty
+    tails = _products((key_a[m:], None if key_b is None else key_b[m:]), seed, m, workers)
+    return key_a[:m] ^ tails[0], (key_b[:m] ^ tails[1] if key_b is not None else empty)
+
+
+def _products(keys: tuple[U8, U8 | None], seed: U8, m: int, workers: int) -> tuple[U8, U8]:
+    """The first m bits of T x for each key, T[i, j] = seed[i - j + n - 1], n the key length.
+
+    A cyclic convolution of length L >= n + m - 1 = seed.size leaves the needed slice
+    [n - 1, n + m - 1) untouched by wrap-around, so L is the seed's length rounded up to a fast size.
+    """
+    n = keys[0].size
+    size = fft.next_fast_len(seed.size, real=True)
     seed_spectrum = fft.rfft(seed.astype(np.float64), size, workers=workers)
 
     def one(key: U8) -> U8:
         spectrum = fft.rfft(key.astype(np.float64), size, workers=workers)
         spectrum *= seed_spectrum
-        conv = fft.irfft(spectrum, size, workers=workers)[n - 1:n - 1 + m]
+        conv = fft.irfft(spectrum, size, workers=workers, overwrite_x=True)[n - 1:n - 1 + m]
         bits: U8 = (np.rint(conv).astype(np.int64) & 1).astype(np.uint8)
         return bits
 
-    return one(key_a), (one(key_b) if key_b is not None else empty)
+    empty = np.zeros(0, dtype=np.uint8)
+    return one(keys[0]), (one(keys[1]) if keys[1] is not None else empty)
 
 
 def toeplitz_hash_direct(key: U8, seed: U8, m: int) -> U8:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,7 +22,7 @@ from qnet.physics.bb84 import BB84DecoyParams
 from qnet.physics.entropy import binary_entropy, reconciliation_efficiency
 from qnet.physics.finite_key import DecoySettings, vacuum_and_single_bounds
 from qnet.quantum.bb84 import DetectionEvents
-from qnet.quantum.postprocess.amplification import toeplitz_hash_pair
+from qnet.quantum.postprocess.amplification import modified_toeplitz_hash_pair
 from qnet.quantum.postprocess.authentication import AuthKeyPool, Transcript, authenticate_block
 from qnet.quantum.postprocess.cascade import cascade
 from qnet.quantum.postprocess.estimation import Estimate, estimate
@@ -37,9 +38,9 @@ QBER_ABORT = 0.11
 """Above this estimated QBER a block is abandoned before error correction (no BB84 key survives)."""
 
 
-def _public_random_bits(count: int) -> U8:
+def _public_random_bits(count: int, random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> U8:
     """``count`` uniformly random bits from the operating system's CSPRNG (public once sent)."""
-    return np.unpackbits(np.frombuffer(secrets.token_bytes(-(-count // 8)), dtype=np.uint8))[:count]
+    return np.unpackbits(np.frombuffer(random_bytes(-(-count // 8)), dtype=np.uint8))[:count]
 
 
 class Reconciler(StrEnum):
@@ -131,12 +132,17 @@ class PostProcessor:
         settings: the intensities and basis bias the blocks are sent with.
         auth_pool: the shared authentication key pool.
         config: chain settings.
+        public_random: where the public random choices Alice announces (the privacy-amplification
+            seed, the verification hash keys) come from: the OS CSPRNG. A link simulated twice, once
+            at each end's key manager, passes one seeded stream to both copies (``SimulatedLink``).
     """
 
     def __init__(self, device: BB84DecoyParams, settings: DecoySettings, auth_pool: AuthKeyPool,
-                 config: ChainConfig | None = None) -> None:
+                 config: ChainConfig | None = None, *,
+                 public_random: Callable[[int], bytes] = secrets.token_bytes) -> None:
         self.device, self.settings, self.pool = device, settings, auth_pool
         self.config = config or ChainConfig()
+        self.public_random = public_random
 
     def process(self, events: DetectionEvents, rng: np.random.Generator) -> BlockResult:
         """Turn one block's clicks into final keys.
@@ -154,11 +160,11 @@ class PostProcessor:
             return self._empty(events, block, est, reason)
         alice, bob, keep, leak, frames, failed = self._reconcile(block, est.qber, rng, transcript)
         m = self._final_length(est, leak, dropped=int(keep.size - keep.sum()))
-        seed = _public_random_bits(alice.size + m - 1) if m else None
+        seed = _public_random_bits(alice.size - 1, self.public_random) if m else None
         if seed is not None:
             transcript.send("alice", np.packbits(seed).tobytes())
         empty = np.zeros(0, np.uint8)
-        final_a, final_b = toeplitz_hash_pair(alice, bob, seed, m) if seed is not None else (empty, empty)
+        final_a, final_b = modified_toeplitz_hash_pair(alice, bob, seed, m) if seed is not None else (empty, empty)
         try:
             auth = authenticate_block(transcript, self.pool)
         except LookupError:
@@ -209,7 +215,7 @@ class PostProcessor:
             corrected[lo:hi] = fixed
             frames += 1
             leak += frame_leak + TAG_BITS
-            hash_keys = fresh_hash_keys()
+            hash_keys = fresh_hash_keys(self.public_random)
             tag_a, tag_b = key_tag(a, hash_keys), key_tag(fixed, hash_keys)
             transcript.send("alice", repr((hash_keys, tag_a)).encode())
             ok = tag_a == tag_b

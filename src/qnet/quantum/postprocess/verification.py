@@ -11,6 +11,7 @@ arithmetic, which numpy lacks, and speed matters here.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -65,10 +66,10 @@ def key_tag(bits: npt.NDArray[np.uint8], hash_keys: tuple[int, int]) -> tuple[in
     return tuple(int(_poly(words, np.uint64(k % MERSENNE61))) for k in hash_keys)  # type: ignore[return-value]
 
 
-def fresh_hash_keys() -> tuple[int, int]:
-    """Two hash keys in [1, 2^61 - 1) from the OS CSPRNG, drawn after error correction so that
-    no error pattern can be chosen to collide."""
-    return tuple(int.from_bytes(secrets.token_bytes(8), "big") % (MERSENNE61 - 1) + 1 for _ in "ab")  # type: ignore[return-value]
+def fresh_hash_keys(random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> tuple[int, int]:
+    """Two hash keys in [1, 2^61 - 1) from the OS CSPRNG (or ``random_bytes``), drawn after error
+    correction so that no error pattern can be chosen to collide."""
+    return tuple(int.from_bytes(random_bytes(8), "big") % (MERSENNE61 - 1) + 1 for _ in "ab")  # type: ignore[return-value]
 
 
 def keys_match(alice: npt.NDArray[np.uint8], bob: npt.NDArray[np.uint8]) -> bool:

@@ -1,0 +1,61 @@
+"""The KM-to-KM client: sends signed envelopes to a peer key manager over mutual TLS (httpx, one
+keep-alive connection pool per peer).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["KmClient", "PeerError", "tls_client_context"]
+
+
+class PeerError(Exception):
+    """The peer could not be reached, or refused the message (``status``, ``body``)."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.body = status, body
+
+
+def tls_client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    """A TLS 1.3 client context that trusts ``ca`` and presents ``cert``."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+class KmClient:
+    """Posts envelopes to one peer's ``/km/v1/messages``."""
+
+    def __init__(self, base_url: str, context: ssl.SSLContext, *, timeout_s: float = 5.0) -> None:
+        self.url = base_url.rstrip("/") + "/km/v1/messages"
+        self._http = httpx.Client(verify=context, timeout=timeout_s)
+
+    def send(self, envelope: bytes) -> dict[str, Any]:
+        """Deliver one envelope; returns the peer's reply body.
+
+        Raises:
+            PeerError: on a network error or a non-200 answer.
+        """
+        try:
+            response = self._http.post(self.url, content=envelope, headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise PeerError(f"peer unreachable: {exc}") from None
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            body = {"message": response.text[:200]}
+        if response.status_code != 200:
+            raise PeerError(f"peer refused the message ({response.status_code}): {body.get('message')}",
+                            response.status_code, body)
+        return dict(body)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()

@@ -1,0 +1,402 @@
+"""The transactional key store of one key manager (KME), on SQLAlchemy Core.
+
+SQLite (a WAL file) by default, PostgreSQL by URL; every state change is one transaction, so a crash
+(``kill -9``) or two concurrent requests can neither lose nor double a key.
+
+A key arrives from the link's :class:`~qnet.keys.source.KeySource` as one *unit* (``key_ID``,
+bytes), in the same order at both ends. Each unit has an owner, the end that may hand it to a master
+SAE (``enc_keys``); ownership is a function of the key_ID alone, so the ends agree on it whatever
+order their feeds run in. A unit moves through these states:
+
+``new``        received here; the peer has not yet said it holds the same key_ID
+``available``  confirmed by the peer (key synchronisation); the owner may serve it
+``assigned``   at the slave's KME: reserved for the slave SAEs a master named; erased after the last
+``spent``      handed out (or expired, or discarded); its material is gone, the row stays so that a
+               second request for the key_ID is answered "already delivered", not "unknown"
+
+A delivered key of ``size`` bits is made of ``ceil(size / unit_bits)`` consecutive units; its key_ID
+is the first unit's, and the others carry it in ``group_id``. Key material never appears in reprs
+or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from qnet.errors import QNetError
+
+__all__ = ["DeliveredKey", "KeyStore", "NotEnoughKey", "StoreError", "owner_of"]
+
+NEW, AVAILABLE, ASSIGNED, SPENT = "new", "available", "assigned", "spent"
+
+metadata = sa.MetaData()
+keys_table = sa.Table(
+    "keys", metadata,
+    sa.Column("key_ID", sa.String(36), primary_key=True),
+    sa.Column("link_id", sa.String(200), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("material", sa.LargeBinary, nullable=True),
+    sa.Column("group_id", sa.String(36), nullable=True),
+    sa.Column("part", sa.Integer, nullable=True),
+    sa.Column("size_bits", sa.Integer, nullable=True),
+    sa.Column("master_sae", sa.String(200), nullable=True),
+    sa.Column("pending", sa.Text, nullable=True),  # JSON list: slave SAEs still to receive the key
+    sa.Column("created_s", sa.Float, nullable=False),
+    sa.Column("expires_s", sa.Float, nullable=False),
+    sa.Column("note", sa.String(200), nullable=True),
+    sa.Index("ix_keys_serve", "link_id", "owner", "state", "seq"),
+    sa.Index("ix_keys_group", "group_id"),
+)
+outbox_table = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("peer", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_s", sa.Float, nullable=False),
+)
+nonces_table = sa.Table(
+    "nonces", metadata,
+    sa.Column("sender", sa.String(200), primary_key=True),
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("expires_s", sa.Float, nullable=False),
+)
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+class StoreError(QNetError):
+    """A request the store refuses; nothing was changed. ``details`` says which key and why."""
+
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message, self.details = message, details or []
+
+
+class NotEnoughKey(StoreError):
+    """Fewer keys are available than a request needs (ETSI 014: 503)."""
+
+
+def owner_of(key_id: str, ends: tuple[str, str]) -> str:
+    """Which end of a link may serve a unit: a function of the key_ID only (its last hex digit's
+    parity), so both ends agree without talking, and each owns about half of the units."""
+    return ends[int(key_id[-1], 16) & 1]
+
+
+@dataclass(frozen=True)
+class DeliveredKey:
+    """A key handed to an SAE."""
+
+    key_ID: str
+    key: bytes = field(repr=False)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+    dbapi_conn.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), tables created."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    else:
+        engine = sa.create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+class KeyStore:
+    """The key store of KME ``kme_id``.
+
+    Args:
+        url: database URL.
+        kme_id: this KME's ID (the owner name of the units it may serve).
+        lifetime_s: how long a unit may wait for delivery before it is erased (key lifetime).
+    """
+
+    def __init__(self, url: str, kme_id: str, *, lifetime_s: float = 86400.0) -> None:
+        self.url, self.kme_id, self.lifetime_s = url, kme_id, lifetime_s
+        self.engine = make_engine(url)
+
+    def __repr__(self) -> str:
+        return f"KeyStore({self.kme_id!r}, {self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # -- units arriving from the link ------------------------------------------------------------
+
+    def add_units(self, link_id: str, ends: tuple[str, str], units: Iterable[tuple[str, bytes]], now_s: float) -> int:
+        """Store units from the link's key source in order; key_IDs already known are skipped (a
+        restarted source replays its stream). Returns how many were new."""
+        units = list(units)
+        if not units:
+            return 0
+        with self.engine.begin() as conn:
+            known = {r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
+                keys_table.c.key_ID.in_([k for k, _ in units])))}
+            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(keys_table.c.seq), -1)).where(
+                keys_table.c.link_id == link_id)).scalar_one()
+            rows = []
+            for key_id, material in units:
+                if key_id in known:
+                    continue
+                seq += 1
+                rows.append({"key_ID": key_id, "link_id": link_id, "seq": seq, "owner": owner_of(key_id, ends),
+                             "state": NEW, "material": material, "created_s": now_s,
+                             "expires_s": now_s + self.lifetime_s})
+            if rows:
+                conn.execute(keys_table.insert(), rows)
+        return len(rows)
+
+    # -- key synchronisation (both ends hold the same key_IDs in the same order) -----------------
+
+    def unconfirmed(self, link_id: str, limit: int = 20000) -> list[str]:
+        """This end's own units that the peer has not yet confirmed, in link order."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(
+                sa.select(keys_table.c.key_ID).where(keys_table.c.link_id == link_id,
+                                                     keys_table.c.owner == self.kme_id,
+                                                     keys_table.c.state == NEW)
+                .order_by(keys_table.c.seq).limit(limit))]
+
+    def check_offer(self, link_id: str, offered: Sequence[str], grace_s: float, now_s: float) -> dict[str, Any]:
+        """The peer's side of synchronisation: which of the owner's offered key_IDs this end holds,
+        whether they are in the same order here, and which of the owner's units this end holds that
+        the owner skipped (older than ``grace_s`` and before the newest one offered): those can
+        never be served and are discarded here. Returns the answer for the owner."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(keys_table.c.key_ID, keys_table.c.seq).where(
+                keys_table.c.link_id == link_id, keys_table.c.key_ID.in_(list(offered)))).all()
+            seq_of = {k: s for k, s in rows}
+            held = [k for k in offered if k in seq_of]
+            in_order = all(seq_of[a] < seq_of[b] for a, b in zip(held, held[1:], strict=False))
+            skipped: list[str] = []
+            if held:
+                owner = conn.execute(sa.select(keys_table.c.owner).where(
+                    keys_table.c.key_ID == held[0])).scalar_one()
+                skipped = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
+                    keys_table.c.link_id == link_id, keys_table.c.owner == owner, keys_table.c.state == NEW,
+                    keys_table.c.seq < max(seq_of.values()), keys_table.c.created_s < now_s - grace_s,
+                    keys_table.c.key_ID.not_in(list(offered))))]
+                self._spend(conn, skipped, "discarded: the owner never offered it (sync)")
+        return {"held": held, "in_order": in_order, "discarded": skipped}
+
+    def apply_answer(self, link_id: str, offered: Sequence[str], held: Sequence[str], grace_s: float,
+                     now_s: float) -> list[str]:
+        """The owner's side: confirm what the peer holds; discard what it lacks once older than
+        ``grace_s`` and older than a unit it holds (it will never come). Returns the discarded IDs."""
+        held_set = set(held)
+        with self.engine.begin() as conn:
+            if held:
+                conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(list(held)),
+                                                       keys_table.c.state == NEW).values(state=AVAILABLE))
+            newest = max((i for i, k in enumerate(offered) if k in held_set), default=-1)
+            lacking = [k for k in offered[:newest] if k not in held_set]
+            stale = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
+                keys_table.c.key_ID.in_(lacking), keys_table.c.created_s < now_s - grace_s))] if lacking else []
+            self._spend(conn, stale, "discarded: the peer never received it (sync)")
+        return stale
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    def stock(self, link_id: str, owner: str | None = None) -> int:
+        """Units that ``owner`` (this KME by default) can serve now."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(keys_table).where(
+                keys_table.c.link_id == link_id, keys_table.c.owner == (owner or self.kme_id),
+                keys_table.c.state == AVAILABLE)).scalar_one())
+
+    def held(self, link_id: str) -> int:
+        """Units of a link this end holds that are not yet spent (what a feeder caps)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(keys_table).where(
+                keys_table.c.link_id == link_id, keys_table.c.state != SPENT)).scalar_one())
+
+    def take_for_master(self, link_id: str, number: int, size_bits: int, unit_bits: int, *, master_sae: str,
+                        slaves: Sequence[str], peer: str, now_s: float,
+                        message: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> list[DeliveredKey]:
+        """Hand ``number`` keys of ``size_bits`` to a master SAE, in one transaction: the units are
+        erased here and an ``assign`` message for the peer (built by ``message`` from the groups) is
+        queued in the outbox in the same commit, so the peer learns of every key this end handed out.
+
+        Raises:
+            NotEnoughKey: if fewer units are available; nothing changes.
+        """
+        per_key = math.ceil(size_bits / unit_bits)
+        need = number * per_key
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(keys_table.c.key_ID, keys_table.c.material)
+                .where(keys_table.c.link_id == link_id, keys_table.c.owner == self.kme_id,
+                       keys_table.c.state == AVAILABLE, keys_table.c.expires_s > now_s)
+                .order_by(keys_table.c.seq).limit(need).with_for_update(skip_locked=True)).all()
+            if len(rows) < need:
+                raise NotEnoughKey(f"not enough key: {number} key(s) of {size_bits} bits need {need} units of "
+                                   f"{unit_bits} bits, {len(rows)} available",
+                                   [{"available_units": str(len(rows)), "needed_units": str(need)}])
+            keys, groups = [], []
+            for i in range(number):
+                part = rows[i * per_key:(i + 1) * per_key]
+                ids = [r[0] for r in part]
+                keys.append(DeliveredKey(ids[0], b"".join(r[1] for r in part)[:size_bits // 8]))
+                groups.append({"key_ID": ids[0], "units": ids, "size": size_bits})
+            self._spend(conn, [r[0] for r in rows], f"delivered to master {master_sae}")
+            conn.execute(outbox_table.insert().values(peer=peer, created_s=now_s, body=json.dumps(message(groups))))
+        return keys
+
+    def assign(self, conn: Connection, sender: str, groups: Sequence[dict[str, Any]], master_sae: str,
+               slaves: Sequence[str]) -> None:
+        """At the slave's KME, inside the caller's transaction: reserve each group's units for the
+        slaves. Idempotent for a group already assigned (a resent message).
+
+        Raises:
+            StoreError: if a unit is unknown here, not the sender's, or taken otherwise.
+        """
+        ids = [u for g in groups for u in g["units"]]
+        rows = {r.key_ID: r for r in conn.execute(sa.select(
+            keys_table.c.key_ID, keys_table.c.owner, keys_table.c.state, keys_table.c.group_id).where(
+            keys_table.c.key_ID.in_(ids)))}
+        problems = []
+        for group in groups:
+            for part, unit in enumerate(group["units"]):
+                row = rows.get(unit)
+                if row is not None and row.group_id == group["key_ID"]:
+                    continue  # already assigned to this group: a resent message
+                if row is None or row.owner != sender or row.state not in (NEW, AVAILABLE):
+                    why = "unknown here" if row is None else f"owner {row.owner}, state {row.state}"
+                    problems.append({"key_ID": unit, "reason": why})
+                    continue
+                conn.execute(keys_table.update().where(keys_table.c.key_ID == unit).values(
+                    state=ASSIGNED, group_id=group["key_ID"], part=part, size_bits=group["size"],
+                    master_sae=master_sae, pending=json.dumps(sorted(set(slaves)))))
+        if problems:
+            raise StoreError("key synchronisation mismatch: the peer assigned units this KME cannot hold", problems)
+
+    def take_for_slave(self, key_ids: Sequence[str], sae_id: str, master_sae: str) -> list[DeliveredKey]:
+        """Hand the keys with these key_IDs to slave ``sae_id``, in one transaction; each slave gets a
+        key once, and its units are erased after the last slave.
+
+        Raises:
+            StoreError: naming each key_ID that is unknown, not for this SAE, or already delivered;
+                nothing changes.
+        """
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(
+                keys_table.c.group_id, keys_table.c.part, keys_table.c.key_ID, keys_table.c.material,
+                keys_table.c.size_bits, keys_table.c.master_sae, keys_table.c.pending, keys_table.c.state)
+                .where(keys_table.c.group_id.in_(list(key_ids))).order_by(keys_table.c.part)).all()
+            by_group: dict[str, list[Any]] = {}
+            for r in rows:
+                by_group.setdefault(r.group_id, []).append(r)
+            problems, out, updates = [], [], []
+            for key_id in key_ids:
+                reason = self._slave_problem(by_group.get(key_id), sae_id, master_sae)
+                if reason:
+                    problems.append({"key_ID": key_id, "reason": reason})
+                    continue
+                group = by_group[key_id]
+                out.append(DeliveredKey(key_id, b"".join(r.material for r in group)[:group[0].size_bits // 8]))
+                updates.append((group, [s for s in json.loads(group[0].pending) if s != sae_id]))
+            if problems:
+                raise StoreError("key_ID not available to this SAE", problems)
+            for group, pending in updates:
+                ids = [r.key_ID for r in group]
+                if pending:
+                    conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(ids)).values(
+                        pending=json.dumps(pending)))
+                else:
+                    self._spend(conn, ids, f"delivered to slave {sae_id}")
+        return out
+
+    @staticmethod
+    def _slave_problem(group: list[Any] | None, sae_id: str, master_sae: str) -> str:
+        if not group:
+            return "unknown key_ID"
+        if group[0].state == SPENT or sae_id not in json.loads(group[0].pending or "[]"):
+            was_for = group[0].master_sae
+            return "already delivered" if was_for == master_sae else "not a key for this SAE"
+        if group[0].master_sae != master_sae:
+            return f"not a key from master SAE {master_sae}"
+        return ""
+
+    # -- the outbox, replay protection, housekeeping ------------------------------------------------
+
+    def outbox(self, limit: int = 500) -> list[tuple[int, str, dict[str, Any]]]:
+        """Messages waiting to reach a peer, oldest first."""
+        with self.engine.connect() as conn:
+            return [(r.id, r.peer, json.loads(r.body)) for r in conn.execute(
+                sa.select(outbox_table).order_by(outbox_table.c.id).limit(limit))]
+
+    def outbox_done(self, ids: Sequence[int]) -> None:
+        """Forget delivered outbox messages."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox_table.delete().where(outbox_table.c.id.in_(list(ids))))
+
+    def record_nonce(self, conn: Connection, sender: str, nonce: str, expires_s: float) -> bool:
+        """Within the caller's transaction: remember a message's nonce; False if seen before (replay)."""
+        seen = conn.execute(sa.select(nonces_table.c.nonce).where(
+            nonces_table.c.sender == sender, nonces_table.c.nonce == nonce)).first()
+        if seen is not None:
+            return False
+        conn.execute(nonces_table.insert().values(sender=sender, nonce=nonce, expires_s=expires_s))
+        return True
+
+    def expire(self, now_s: float) -> int:
+        """Erase units past their lifetime and forget old nonces; returns the units erased."""
+        with self.engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
+                keys_table.c.state != SPENT, keys_table.c.expires_s <= now_s))]
+            self._spend(conn, ids, "expired (key lifetime)")
+            conn.execute(nonces_table.delete().where(nonces_table.c.expires_s <= now_s))
+        return len(ids)
+
+    def counts(self, link_id: str) -> dict[str, int]:
+        """Units per (owner, state) on a link, e.g. ``{"A/available": 10}`` (no material)."""
+        with self.engine.connect() as conn:
+            return {f"{o}/{s}": int(n) for o, s, n in conn.execute(
+                sa.select(keys_table.c.owner, keys_table.c.state, sa.func.count())
+                .where(keys_table.c.link_id == link_id).group_by(keys_table.c.owner, keys_table.c.state))}
+
+    def get_meta(self, name: str) -> str | None:
+        """A stored setting (e.g. a link's epoch)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(meta_table.c.value).where(meta_table.c.name == name)).scalar()
+
+    def set_meta_once(self, name: str, value: str) -> str:
+        """Store ``value`` under ``name`` unless one is there; returns the stored value."""
+        with self.engine.begin() as conn:
+            old = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.name == name)).scalar()
+            if old is not None:
+                return str(old)
+            conn.execute(meta_table.insert().values(name=name, value=value))
+        return value
+
+    @staticmethod
+    def _spend(conn: Connection, ids: Sequence[str], note: str) -> None:
+        for start in range(0, len(ids), 500):
+            conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(list(ids[start:start + 500]))).values(
+                state=SPENT, material=None, pending=None, note=note))

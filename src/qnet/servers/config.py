@@ -1,0 +1,115 @@
+"""The configuration of one KME process: a JSON file that ``qnet pki init`` writes per node.
+
+Example (paths relative to the file's directory are allowed)::
+
+    {"kme_id": "Alice", "host": "127.0.0.1", "port": 8443,
+     "store_url": "sqlite:///store/Alice.db",
+     "tls": {"ca": "ca.pem", "cert": "kme/Alice.pem", "key": "kme/Alice.key"},
+     "signing_key": "kme/Alice.mldsa.key",
+     "saes": ["SAE_A"],
+     "links": [{"link_id": "Alice-Bob", "peer": "Bob", "peer_url": "https://127.0.0.1:8444",
+                "peer_verify_key": "kme/Bob.mldsa.pub", "ends": ["Alice", "Bob"],
+                "remote_saes": ["SAE_B"],
+                "source": {"kind": "simulated", "seed": 1234, "length_km": 25}}]}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qnet.errors import Problem, SpecError
+
+__all__ = ["KmeConfig", "LinkConfig", "SourceConfig", "TlsFiles", "load_config"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class TlsFiles(_Model):
+    """The CA every party trusts, and this server's certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class SourceConfig(_Model):
+    """Where a link's keys come from.
+
+    ``simulated``: the photon-level decoy-BB84 link of ``qnet.quantum``, run at each end from the
+    link's secret ``seed`` (the same keys at both ends), at ``speedup`` times its physical rate.
+    ``prng``: SHAKE-256 of the seed, as fast as the store takes it: for load tests only, not QKD keys.
+    """
+
+    kind: Literal["simulated", "prng"] = "simulated"
+    seed: int = Field(ge=0)
+    length_km: float = Field(default=25.0, gt=0, le=500)
+    attenuation_db_per_km: float = Field(default=0.2, ge=0, le=10)
+    pulses_per_block: int = Field(default=10**8, ge=10**6, le=10**10)
+    speedup: float = Field(default=1.0, gt=0, le=1e6)
+    max_units: int = Field(default=100_000, ge=1)
+
+
+class LinkConfig(_Model):
+    """One QKD link of this KME."""
+
+    link_id: str
+    peer: str
+    peer_url: str
+    peer_verify_key: Path
+    ends: tuple[str, str]
+    remote_saes: list[str] = []
+    source: SourceConfig
+
+
+class KmeConfig(_Model):
+    """One KME process."""
+
+    kme_id: str
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)]
+    store_url: str
+    tls: TlsFiles
+    signing_key: Path
+    saes: list[str] = []
+    links: list[LinkConfig] = []
+    unit_bits: int = Field(default=256, ge=8, multiple_of=8)
+    key_lifetime_s: float = Field(default=86400.0, gt=0)
+
+
+def _resolve(config: KmeConfig, base: Path) -> KmeConfig:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    tls = TlsFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert), key=fix(config.tls.key))
+    links = [link.model_copy(update={"peer_verify_key": fix(link.peer_verify_key)}) for link in config.links]
+    url = config.store_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = "sqlite:///" + str(fix(Path(url.removeprefix("sqlite:///"))))
+    return config.model_copy(update={"tls": tls, "links": links, "signing_key": fix(config.signing_key),
+                                     "store_url": url})
+
+
+def load_config(path: Path) -> KmeConfig:
+    """Read and check a KME configuration; relative paths are taken from the file's directory.
+
+    Raises:
+        SpecError: naming the file and every field that is wrong.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+        config = KmeConfig.model_validate(raw)
+    except OSError as exc:
+        raise SpecError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(str(path), [Problem("", f"not JSON: {exc}")]) from None
+    except ValidationError as exc:
+        raise SpecError(str(path), [Problem(".".join(str(p) for p in e["loc"]), e["msg"])
+                                    for e in exc.errors()]) from None
+    return _resolve(config, path.parent)

@@ -1,0 +1,237 @@
+"""The KME server: ETSI GS QKD 014 v1.1.1 over HTTPS with mutual TLS, and the KM-to-KM endpoint.
+
+FastAPI on uvicorn (httptools), TLS 1.3 only, client certificates required and checked against the
+local CA. Uvicorn does not pass the client certificate to the application (the ASGI TLS extension is
+not implemented there), so a small protocol subclass reads the peer certificate's subject CN once
+per connection and puts it in the request scope; the caller's SAE_ID is that CN and nothing else.
+
+Every answer is 200, 400, 401 or 503 with the standard's error body ``{"message", "details"}``:
+validation errors become 400, unknown paths and methods 400, and anything unexpected 503 (logged
+here, never shown to the caller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from qnet.keys.store import StoreError
+from qnet.security.envelope import EnvelopeError, open_envelope
+from qnet.security.pki import subject_cn
+from qnet.servers.node import KmeNode
+from qnet.service.etsi014 import Etsi014Error
+
+__all__ = ["create_app", "serve", "uvicorn_config"]
+
+log = logging.getLogger("qnet.kme")
+
+API = "/api/v1/keys"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyRequest(_Model):
+    """Key request data format (ETSI GS QKD 014 sec. 6.2)."""
+
+    number: int | None = None
+    size: int | None = None
+    additional_slave_SAE_IDs: list[str] | None = None
+    extension_mandatory: list[dict[str, Any]] | None = None
+    extension_optional: list[dict[str, Any]] | None = None
+
+
+class KeyIDItem(_Model):
+    """One entry of a Key IDs request."""
+
+    key_ID: str
+    key_ID_extension: dict[str, Any] | None = None
+
+
+class KeyIDs(_Model):
+    """Key IDs data format (sec. 6.4)."""
+
+    key_IDs: list[KeyIDItem]
+    key_IDs_extension: dict[str, Any] | None = None
+
+
+class Status(BaseModel):
+    """Status data format (sec. 6.1)."""
+
+    source_KME_ID: str
+    target_KME_ID: str
+    master_SAE_ID: str
+    slave_SAE_ID: str
+    key_size: int
+    stored_key_count: int
+    max_key_count: int
+    max_key_per_request: int
+    max_key_size: int
+    min_key_size: int
+    max_SAE_ID_count: int
+    status_extension: dict[str, Any] | None = None
+
+
+class Key(BaseModel):
+    """One key of a Key container: key_ID and the key in base64."""
+
+    key_ID: str
+    key: str
+
+
+class KeyContainer(BaseModel):
+    """Key container data format (sec. 6.3)."""
+
+    keys: list[Key]
+    key_container_extension: dict[str, Any] | None = None
+
+
+class Error(BaseModel):
+    """Error data format (sec. 6.5)."""
+
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "Bad request format"},
+    401: {"model": Error, "description": "Unauthorized: unknown SAE, or no key link to the named SAE"},
+    503: {"model": Error, "description": "Error on the server side: not enough key, or the peer KME is unreachable"},
+}
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return JSONResponse(Etsi014Error(status, message, details or []).body(), status_code=status)
+
+
+def _caller(request: Request) -> str:
+    cn = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
+    if not cn:
+        raise Etsi014Error(401, "no client certificate: the caller's SAE_ID comes from its certificate")
+    return str(cn)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Etsi014Error)
+    async def etsi(_: Request, exc: Etsi014Error) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        return _error(400, "bad request: " + "; ".join(f"{d['field']}: {d['problem']}" for d in details[:3]), details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(400, f"bad request: {exc.detail}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(503, "the KME could not serve this request; the error is in its log")
+
+
+def create_app(node: KmeNode) -> FastAPI:
+    """The ASGI app of one KME."""
+    app = FastAPI(title=f"qnet KME {node.kme_id}", version="1.1.1",
+                  description="ETSI GS QKD 014 v1.1.1 key delivery API (mutual TLS: the caller's SAE_ID is the "
+                              "subject CN of its client certificate).", responses=_ERRORS)
+    _install_handlers(app)
+    svc = node.service
+
+    async def call(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(fn, *args, **kwargs))
+
+    @app.get(f"{API}/{{slave_SAE_ID}}/status", response_model=Status, summary="Get status")
+    async def status(slave_SAE_ID: str, request: Request) -> JSONResponse:
+        return await call(svc.status, _caller(request), slave_SAE_ID)
+
+    @app.get(f"{API}/{{slave_SAE_ID}}/enc_keys", response_model=KeyContainer, summary="Get key")
+    async def enc_keys_get(slave_SAE_ID: str, request: Request, number: int | None = Query(None),
+                           size: int | None = Query(None)) -> JSONResponse:
+        return await call(svc.enc_keys, _caller(request), slave_SAE_ID, number, size)
+
+    @app.post(f"{API}/{{slave_SAE_ID}}/enc_keys", response_model=KeyContainer, summary="Get key")
+    async def enc_keys_post(slave_SAE_ID: str, request: Request, body: KeyRequest = Body(...)) -> JSONResponse:
+        return await call(svc.enc_keys, _caller(request), slave_SAE_ID, body.number, body.size,
+                          body.additional_slave_SAE_IDs, body.extension_mandatory)
+
+    @app.get(f"{API}/{{master_SAE_ID}}/dec_keys", response_model=KeyContainer, summary="Get key with key IDs")
+    async def dec_keys_get(master_SAE_ID: str, request: Request, key_ID: str = Query(...)) -> JSONResponse:
+        return await call(svc.dec_keys, _caller(request), master_SAE_ID, [key_ID])
+
+    @app.post(f"{API}/{{master_SAE_ID}}/dec_keys", response_model=KeyContainer, summary="Get key with key IDs")
+    async def dec_keys_post(master_SAE_ID: str, request: Request, body: KeyIDs = Body(...)) -> JSONResponse:
+        return await call(svc.dec_keys, _caller(request), master_SAE_ID, [k.key_ID for k in body.key_IDs])
+
+    @app.post("/km/v1/messages", include_in_schema=False)
+    async def km_message(request: Request) -> JSONResponse:
+        return await run_in_threadpool(_km_message, node, await request.body(), _caller(request))
+
+    return app
+
+
+def _km_message(node: KmeNode, data: bytes, peer: str) -> JSONResponse:
+    try:
+        opened = open_envelope(data, receiver=node.kme_id, verify_keys=node.verify_keys, now_s=node.clock(),
+                               tls_peer=peer)
+        return JSONResponse(node.manager.handle(opened))
+    except EnvelopeError as exc:
+        node.manager.refuse(exc.reason)
+        return _error(401, f"KM-to-KM message refused: {exc.reason}")
+    except StoreError as exc:
+        node.manager.event("sync-mismatch", exc.message)
+        return _error(400, exc.message, exc.details)
+
+
+class PeerCertProtocol(HttpToolsProtocol):
+    """HttpTools protocol that exposes the TLS client certificate's subject CN as
+    ``scope["extensions"]["tls"]["client_cert_cn"]``."""
+
+    _peer_cn: str | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self._peer_cn = subject_cn(ssl_object.getpeercert()) if ssl_object is not None else None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {"tls": {"client_cert_cn": self._peer_cn}}  # type: ignore[typeddict-unknown-key]
+
+
+def _tls13(_: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+def uvicorn_config(node: KmeNode, *, log_level: str = "warning") -> uvicorn.Config:
+    """The uvicorn configuration of a KME: its port, TLS 1.3, client certificates required."""
+    cfg = node.config
+    return uvicorn.Config(create_app(node), host=cfg.host, port=cfg.port, http=PeerCertProtocol, loop="uvloop",
+                          ssl_certfile=str(cfg.tls.cert), ssl_keyfile=str(cfg.tls.key), ssl_ca_certs=str(cfg.tls.ca),
+                          ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_context_factory=_tls13, log_level=log_level,
+                          access_log=False, timeout_keep_alive=30)
+
+
+def serve(node: KmeNode, *, feeders: bool = True) -> None:
+    """Run one KME until interrupted."""
+    node.start(feeders=feeders)
+    try:
+        uvicorn.Server(uvicorn_config(node)).run()
+    finally:
+        node.stop()
