@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
                           "security", "clients", "servers"},
     "cli": _BASE | {"physics", "sim", "quantum", "keys", "control", "service", "management",
                     "security", "clients", "servers", "scenarios"},
+    "__main__": {"cli"},  # ``python -m qnet``
 }
 
 

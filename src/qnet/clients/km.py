@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["KmClient", "PeerError", "tls_client_context"]
+__all__ = ["AsyncKmClient", "KmClient", "PeerError", "tls_client_context"]
 
 
 class PeerError(Exception):
@@ -44,18 +44,49 @@ class KmClient:
             PeerError: on a network error or a non-200 answer.
         """
         try:
-            response = self._http.post(self.url, content=envelope, headers={"content-type": "application/json"})
+            response = self._http.post(self.url, content=envelope, headers=_JSON)
         except httpx.HTTPError as exc:
             raise PeerError(f"peer unreachable: {exc}") from None
-        try:
-            body = response.json()
-        except json.JSONDecodeError:
-            body = {"message": response.text[:200]}
-        if response.status_code != 200:
-            raise PeerError(f"peer refused the message ({response.status_code}): {body.get('message')}",
-                            response.status_code, body)
-        return dict(body)
+        return _reply(response)
 
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+
+class AsyncKmClient:
+    """The same, for an asyncio event loop (the KME sends ``assign`` messages from its loop)."""
+
+    def __init__(self, base_url: str, context: ssl.SSLContext, *, timeout_s: float = 5.0) -> None:
+        self.url = base_url.rstrip("/") + "/km/v1/messages"
+        self._http = httpx.AsyncClient(verify=context, timeout=timeout_s)
+
+    async def send(self, envelope: bytes) -> dict[str, Any]:
+        """Deliver one envelope; returns the peer's reply body.
+
+        Raises:
+            PeerError: on a network error or a non-200 answer.
+        """
+        try:
+            response = await self._http.post(self.url, content=envelope, headers=_JSON)
+        except httpx.HTTPError as exc:
+            raise PeerError(f"peer unreachable: {exc}") from None
+        return _reply(response)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+
+_JSON = {"content-type": "application/json"}
+
+
+def _reply(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except json.JSONDecodeError:
+        body = {"message": response.text[:200]}
+    if response.status_code != 200:
+        raise PeerError(f"peer refused the message ({response.status_code}): {body.get('message')}",
+                        response.status_code, body)
+    return dict(body)

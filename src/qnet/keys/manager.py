@@ -70,7 +70,8 @@ class KeyManager:
         self.links = {link.peer: link for link in links}
         self._local, self._remote = frozenset(local_saes), dict(remote_saes)
         self.events: deque[Event] = deque(maxlen=1000)
-        self.wait_for_peer: Callable[[str], None] = lambda peer: None
+        self.peer_ok: Callable[[str], bool] = lambda peer: True
+        self.notify_peer: Callable[[str], None] = lambda peer: None
 
     # -- what the ETSI 014 service asks -------------------------------------------------------------
 
@@ -88,14 +89,18 @@ class KeyManager:
         return self.store.stock(self.links[peer].link_id)
 
     def enc_keys(self, master: str, slaves: Sequence[str], number: int, size: int) -> list[DeliveredKey]:
-        """Hand keys to a master SAE; returns once the peer has reserved them for the slaves.
+        """Hand keys to a master SAE. The ``assign`` message for the peer is committed with them and
+        sent at once (``notify_peer``); the slave's request waits for it if it gets there first.
 
         Raises:
             NotEnoughKey: if the pool is short.
-            StoreError: if the peer did not acknowledge in time (the keys stay queued for it).
+            StoreError: if the peer KME is unreachable (nothing is taken).
         """
         peer = self._remote[slaves[0]]
         link = self.links[peer]
+        if not self.peer_ok(peer):
+            raise StoreError(f"the peer KME {peer} is unreachable: keys handed out now could not reach the "
+                             "slave", [{"peer_KME_ID": peer}])
 
         def message(groups: list[dict[str, Any]]) -> dict[str, Any]:
             return {"type": "assign", "link_id": link.link_id, "master": master, "slaves": list(slaves),
@@ -103,12 +108,21 @@ class KeyManager:
 
         keys = self.store.take_for_master(link.link_id, number, size, self.unit_bits, master_sae=master,
                                           slaves=slaves, peer=peer, now_s=self.clock(), message=message)
-        self.wait_for_peer(peer)
+        self.notify_peer(peer)
         return keys
 
     def dec_keys(self, slave: str, master: str, key_ids: Sequence[str]) -> list[DeliveredKey]:
-        """Hand a slave SAE the keys its master was given (each once)."""
+        """Hand a slave SAE the keys its master was given (each once).
+
+        Raises:
+            StoreError: naming each key_ID that cannot be served; the reason ``NOT_YET_ASSIGNED``
+                means the master's KME has handed it out but its message has not arrived yet: the
+                caller may wait for ``assigned`` and try again.
+        """
         return self.store.take_for_slave(key_ids, slave, master)
+
+    def assigned(self) -> None:
+        """Called after each applied ``assign`` message (the server wakes waiting slaves)."""
 
     # -- messages from the peer ----------------------------------------------------------------------
 
@@ -125,16 +139,17 @@ class KeyManager:
             raise EnvelopeError(f"no link {msg.body.get('link_id')!r} with {msg.sender!r}")
         if kind in ("assign", "batch"):
             subs = msg.body.get("messages", []) if kind == "batch" else [msg.body]
-            with self.store.engine.begin() as conn:
+            with self.store.transaction() as conn:
                 if not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
                     raise EnvelopeError(f"replayed message from {msg.sender!r}")
                 for sub in subs:
                     if sub.get("type") != "assign" or sub.get("link_id") != link.link_id:
                         raise EnvelopeError("a batch holds only assign messages of this link")
                     self.store.assign(conn, msg.sender, sub["groups"], sub["master"], sub["slaves"])
+            self.assigned()
             return {"ok": True, "applied": len(subs)}
         if kind == "sync":
-            with self.store.engine.begin() as conn:
+            with self.store.transaction() as conn:
                 if not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
                     raise EnvelopeError(f"replayed message from {msg.sender!r}")
             answer = self.store.check_offer(link.link_id, msg.body["offered"], SYNC_GRACE_S, self.clock())

@@ -21,9 +21,12 @@ or logs.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +35,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from qnet.errors import QNetError
 
-__all__ = ["DeliveredKey", "KeyStore", "NotEnoughKey", "StoreError", "owner_of"]
+__all__ = ["NOT_YET_ASSIGNED", "DeliveredKey", "KeyStore", "NotEnoughKey", "StoreError", "owner_of"]
 
 NEW, AVAILABLE, ASSIGNED, SPENT = "new", "available", "assigned", "spent"
+UNKNOWN, NOT_YET_ASSIGNED = "unknown key_ID", "not yet assigned by the master's KME"
 
 metadata = sa.MetaData()
 keys_table = sa.Table(
@@ -49,12 +53,14 @@ keys_table = sa.Table(
     sa.Column("part", sa.Integer, nullable=True),
     sa.Column("size_bits", sa.Integer, nullable=True),
     sa.Column("master_sae", sa.String(200), nullable=True),
+    sa.Column("slaves", sa.Text, nullable=True),  # JSON list: the slave SAEs the master named
     sa.Column("pending", sa.Text, nullable=True),  # JSON list: slave SAEs still to receive the key
     sa.Column("created_s", sa.Float, nullable=False),
     sa.Column("expires_s", sa.Float, nullable=False),
     sa.Column("note", sa.String(200), nullable=True),
     sa.Index("ix_keys_serve", "link_id", "owner", "state", "seq"),
     sa.Index("ix_keys_group", "group_id"),
+    sa.Index("ix_keys_expiry", "expires_s"),
 )
 outbox_table = sa.Table(
     "outbox", metadata,
@@ -62,6 +68,7 @@ outbox_table = sa.Table(
     sa.Column("peer", sa.String(200), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_s", sa.Float, nullable=False),
+    sqlite_autoincrement=True,  # never reuse an id: a late "done" must not delete a newer message
 )
 nonces_table = sa.Table(
     "nonces", metadata,
@@ -84,7 +91,7 @@ class StoreError(QNetError):
         self.message, self.details = message, details or []
 
 
-class NotEnoughKey(StoreError):
+class NotEnoughKey(StoreError):  # noqa: N818 - the standard's words: "not enough key"
     """Fewer keys are available than a request needs (ETSI 014: 503)."""
 
 
@@ -139,6 +146,15 @@ class KeyStore:
     def __init__(self, url: str, kme_id: str, *, lifetime_s: float = 86400.0) -> None:
         self.url, self.kme_id, self.lifetime_s = url, kme_id, lifetime_s
         self.engine = make_engine(url)
+        # SQLite has one writer; threads of this process queue here instead of in SQLite's busy
+        # handler, which sleeps in steps of up to 100 ms. Other processes still meet busy_timeout.
+        self._writer = threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction (committed on success, rolled back on any error)."""
+        with self._writer, self.engine.begin() as conn:
+            yield conn
 
     def __repr__(self) -> str:
         return f"KeyStore({self.kme_id!r}, {self.engine.url.render_as_string(hide_password=True)!r})"
@@ -155,7 +171,7 @@ class KeyStore:
         units = list(units)
         if not units:
             return 0
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             known = {r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
                 keys_table.c.key_ID.in_([k for k, _ in units])))}
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(keys_table.c.seq), -1)).where(
@@ -184,18 +200,21 @@ class KeyStore:
                 .order_by(keys_table.c.seq).limit(limit))]
 
     def check_offer(self, link_id: str, offered: Sequence[str], grace_s: float, now_s: float) -> dict[str, Any]:
-        """The peer's side of synchronisation: which of the owner's offered key_IDs this end holds,
-        whether they are in the same order here, and which of the owner's units this end holds that
-        the owner skipped (older than ``grace_s`` and before the newest one offered): those can
-        never be served and are discarded here. Returns the answer for the owner."""
-        with self.engine.begin() as conn:
+        """The peer's side of synchronisation: which of the owner's offered key_IDs this end holds
+        (they become ``available`` here too), whether they are in the same order here, and which of
+        the owner's units this end holds that the owner skipped (never offered, older than
+        ``grace_s`` and before the newest one offered): those can never be served and are discarded
+        here. Returns the answer for the owner."""
+        with self.transaction() as conn:
             rows = conn.execute(sa.select(keys_table.c.key_ID, keys_table.c.seq).where(
                 keys_table.c.link_id == link_id, keys_table.c.key_ID.in_(list(offered)))).all()
             seq_of = {k: s for k, s in rows}
             held = [k for k in offered if k in seq_of]
-            in_order = all(seq_of[a] < seq_of[b] for a, b in zip(held, held[1:], strict=False))
+            in_order = all(seq_of[a] < seq_of[b] for a, b in itertools.pairwise(held))
             skipped: list[str] = []
-            if held:
+            if held:  # confirmed here too, so that a later sync never takes them for skipped
+                conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(held),
+                                                       keys_table.c.state == NEW).values(state=AVAILABLE))
                 owner = conn.execute(sa.select(keys_table.c.owner).where(
                     keys_table.c.key_ID == held[0])).scalar_one()
                 skipped = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
@@ -210,7 +229,7 @@ class KeyStore:
         """The owner's side: confirm what the peer holds; discard what it lacks once older than
         ``grace_s`` and older than a unit it holds (it will never come). Returns the discarded IDs."""
         held_set = set(held)
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             if held:
                 conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(list(held)),
                                                        keys_table.c.state == NEW).values(state=AVAILABLE))
@@ -248,7 +267,7 @@ class KeyStore:
         """
         per_key = math.ceil(size_bits / unit_bits)
         need = number * per_key
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 sa.select(keys_table.c.key_ID, keys_table.c.material)
                 .where(keys_table.c.link_id == link_id, keys_table.c.owner == self.kme_id,
@@ -280,7 +299,8 @@ class KeyStore:
         rows = {r.key_ID: r for r in conn.execute(sa.select(
             keys_table.c.key_ID, keys_table.c.owner, keys_table.c.state, keys_table.c.group_id).where(
             keys_table.c.key_ID.in_(ids)))}
-        problems = []
+        problems, updates = [], []
+        slave_list = json.dumps(sorted(set(slaves)))
         for group in groups:
             for part, unit in enumerate(group["units"]):
                 row = rows.get(unit)
@@ -290,11 +310,14 @@ class KeyStore:
                     why = "unknown here" if row is None else f"owner {row.owner}, state {row.state}"
                     problems.append({"key_ID": unit, "reason": why})
                     continue
-                conn.execute(keys_table.update().where(keys_table.c.key_ID == unit).values(
-                    state=ASSIGNED, group_id=group["key_ID"], part=part, size_bits=group["size"],
-                    master_sae=master_sae, pending=json.dumps(sorted(set(slaves)))))
+                updates.append({"b_id": unit, "b_group": group["key_ID"], "b_part": part, "b_size": group["size"]})
         if problems:
             raise StoreError("key synchronisation mismatch: the peer assigned units this KME cannot hold", problems)
+        if updates:
+            conn.execute(keys_table.update().where(keys_table.c.key_ID == sa.bindparam("b_id")).values(
+                state=ASSIGNED, group_id=sa.bindparam("b_group"), part=sa.bindparam("b_part"),
+                size_bits=sa.bindparam("b_size"), master_sae=master_sae, slaves=slave_list, pending=slave_list),
+                updates)
 
     def take_for_slave(self, key_ids: Sequence[str], sae_id: str, master_sae: str) -> list[DeliveredKey]:
         """Hand the keys with these key_IDs to slave ``sae_id``, in one transaction; each slave gets a
@@ -304,10 +327,11 @@ class KeyStore:
             StoreError: naming each key_ID that is unknown, not for this SAE, or already delivered;
                 nothing changes.
         """
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(sa.select(
                 keys_table.c.group_id, keys_table.c.part, keys_table.c.key_ID, keys_table.c.material,
-                keys_table.c.size_bits, keys_table.c.master_sae, keys_table.c.pending, keys_table.c.state)
+                keys_table.c.size_bits, keys_table.c.master_sae, keys_table.c.slaves, keys_table.c.pending,
+                keys_table.c.state)
                 .where(keys_table.c.group_id.in_(list(key_ids))).order_by(keys_table.c.part)).all()
             by_group: dict[str, list[Any]] = {}
             for r in rows:
@@ -321,26 +345,39 @@ class KeyStore:
                 group = by_group[key_id]
                 out.append(DeliveredKey(key_id, b"".join(r.material for r in group)[:group[0].size_bits // 8]))
                 updates.append((group, [s for s in json.loads(group[0].pending) if s != sae_id]))
+            self._mark_unassigned(conn, problems)
             if problems:
-                raise StoreError("key_ID not available to this SAE", problems)
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise StoreError(f"key_ID {problems[0]['key_ID']}: {problems[0]['reason']}{more}", problems)
+            done = [r.key_ID for group, pending in updates if not pending for r in group]
+            self._spend(conn, done, f"delivered to slave {sae_id}")
             for group, pending in updates:
-                ids = [r.key_ID for r in group]
                 if pending:
-                    conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(ids)).values(
+                    conn.execute(keys_table.update().where(keys_table.c.key_ID.in_([r.key_ID for r in group])).values(
                         pending=json.dumps(pending)))
-                else:
-                    self._spend(conn, ids, f"delivered to slave {sae_id}")
         return out
+
+    def _mark_unassigned(self, conn: Connection, problems: list[dict[str, str]]) -> None:
+        """Tell "unknown" from "not yet assigned": a unit the peer owns and has not (yet) said it
+        handed out; the master's KME may still be sending the ``assign`` message."""
+        unknown = {p["key_ID"]: p for p in problems if p["reason"] == UNKNOWN}
+        if unknown:
+            for (key_id,) in conn.execute(sa.select(keys_table.c.key_ID).where(
+                    keys_table.c.key_ID.in_(list(unknown)), keys_table.c.owner != self.kme_id,
+                    keys_table.c.state.in_([NEW, AVAILABLE]))):
+                unknown[key_id]["reason"] = NOT_YET_ASSIGNED
 
     @staticmethod
     def _slave_problem(group: list[Any] | None, sae_id: str, master_sae: str) -> str:
         if not group:
-            return "unknown key_ID"
-        if group[0].state == SPENT or sae_id not in json.loads(group[0].pending or "[]"):
-            was_for = group[0].master_sae
-            return "already delivered" if was_for == master_sae else "not a key for this SAE"
-        if group[0].master_sae != master_sae:
+            return UNKNOWN
+        head = group[0]
+        if sae_id not in json.loads(head.slaves or "[]"):
+            return "not a key for this SAE"
+        if head.master_sae != master_sae:
             return f"not a key from master SAE {master_sae}"
+        if head.state == SPENT or sae_id not in json.loads(head.pending or "[]"):
+            return "already delivered"
         return ""
 
     # -- the outbox, replay protection, housekeeping ------------------------------------------------
@@ -353,7 +390,7 @@ class KeyStore:
 
     def outbox_done(self, ids: Sequence[int]) -> None:
         """Forget delivered outbox messages."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             conn.execute(outbox_table.delete().where(outbox_table.c.id.in_(list(ids))))
 
     def record_nonce(self, conn: Connection, sender: str, nonce: str, expires_s: float) -> bool:
@@ -367,7 +404,7 @@ class KeyStore:
 
     def expire(self, now_s: float) -> int:
         """Erase units past their lifetime and forget old nonces; returns the units erased."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             ids = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
                 keys_table.c.state != SPENT, keys_table.c.expires_s <= now_s))]
             self._spend(conn, ids, "expired (key lifetime)")
@@ -388,7 +425,7 @@ class KeyStore:
 
     def set_meta_once(self, name: str, value: str) -> str:
         """Store ``value`` under ``name`` unless one is there; returns the stored value."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             old = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.name == name)).scalar()
             if old is not None:
                 return str(old)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertPaths", "PKI", "load_signing_key", "load_verify_key", "subject_cn"]
+__all__ = ["PKI", "CertPaths", "load_signing_key", "load_verify_key", "subject_cn"]
 
 _VALID = dt.timedelta(days=3650)
 
@@ -77,12 +77,14 @@ class PKI:
             raise FileExistsError(f"{self.ca_cert} exists: this directory already holds a CA")
         self.root.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (x509.CertificateBuilder().subject_name(_name("qnet local CA")).issuer_name(_name("qnet local CA"))
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALID)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                             data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                             crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
                 .sign(key, hashes.SHA256()))
         _write_key(self.root / "ca.key", key)
         self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -93,7 +95,7 @@ class PKI:
         ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if kind == "kme" else [])
         builder = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())

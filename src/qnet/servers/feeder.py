@@ -71,10 +71,12 @@ def make_source(kme_id: str, link: LinkConfig, unit_bits: int) -> _Source:
 
 
 def feed(store: KeyStore, link: LinkConfig, source: _Source, epoch: float, *, rounds: int | None = None,
-         pause_s: float = 0.1) -> int:
+         pause_s: float = 0.1, step_s: float = 1.0) -> int:
     """Move units from ``source`` to ``store`` until stopped (``rounds`` rounds, or for ever while
-    the parent lives); returns the units added."""
-    parent, added, done = os.getppid(), 0, 0
+    the parent lives); returns the units added. Each round advances the source's clock by at most
+    ``step_s`` of wall time, so that a feed catching up after a restart still checks its parent
+    and its cap between blocks."""
+    parent, added, done, fed_until = os.getppid(), 0, 0, 0.0
     while rounds is None or done < rounds:
         done += 1
         if rounds is None and os.getppid() != parent:
@@ -82,7 +84,8 @@ def feed(store: KeyStore, link: LinkConfig, source: _Source, epoch: float, *, ro
         if store.held(link.link_id) >= link.source.max_units:
             time.sleep(pause_s)
             continue
-        units = source.take(time.time() - epoch)
+        fed_until = min(time.time() - epoch, fed_until + step_s)
+        units = source.take(fed_until)
         added += store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), time.time())
         if not units:
             time.sleep(pause_s)
@@ -96,7 +99,9 @@ def feeder_main(config_path: str, link_id: str) -> None:
     store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
     epoch = float(store.set_meta_once(f"epoch/{link_id}", repr(time.time())))
     try:
-        feed(store, link, make_source(config.kme_id, link, config.unit_bits), epoch)
+        src = link.source
+        step = src.pulses_per_block / BB84DecoyParams().rep_rate_hz / src.speedup  # one block
+        feed(store, link, make_source(config.kme_id, link, config.unit_bits), epoch, step_s=step)
     except KeyboardInterrupt:
         pass
     finally:

@@ -2,9 +2,9 @@
 
 Two background threads keep it in step with its peers:
 
-- the **outbox flusher** sends queued ``assign`` messages, batched per peer in one signed envelope;
-  an ``enc_keys`` call waits for the flush round that carries its keys, so a master SAE only ever
-  holds keys its slave's KME has already reserved;
+- the **outbox flusher** sends queued ``assign`` messages as soon as they are committed, batched per
+  peer in one signed envelope (a slave that asks first waits for its message); while a peer is
+  unreachable, ``enc_keys`` for it answers 503 instead of handing out keys its slave cannot get;
 - the **synchroniser** offers each peer the units it has not confirmed, and erases expired units.
 
 Feeders (one child process per link, ``qnet.servers.feeder``) fill the store.
@@ -12,6 +12,7 @@ Feeders (one child process per link, ``qnet.servers.feeder``) fill the store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import threading
@@ -22,9 +23,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from qnet.clients.km import KmClient, PeerError, tls_client_context
+from qnet.clients.km import AsyncKmClient, KmClient, PeerError, tls_client_context
 from qnet.keys.manager import KeyManager, LinkInfo
-from qnet.keys.store import KeyStore, StoreError
+from qnet.keys.store import KeyStore
 from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.config import KmeConfig
@@ -35,7 +36,6 @@ __all__ = ["KmeNode"]
 
 log = logging.getLogger("qnet.kme")
 
-ACK_TIMEOUT_S = 5.0
 SYNC_PERIOD_S = 0.2
 EXPIRY_PERIOD_S = 10.0
 
@@ -57,15 +57,19 @@ class KmeNode:
         links = [LinkInfo(lk.link_id, lk.peer, lk.ends) for lk in config.links]
         remote = {sae: lk.peer for lk in config.links for sae in lk.remote_saes}
         self.manager = KeyManager(self.store, links, config.saes, remote, unit_bits=config.unit_bits, clock=clock)
-        self.manager.wait_for_peer = self._wait_for_peer
+        self.manager.notify_peer = self._notify
+        self.manager.peer_ok = lambda peer: peer not in self._unreachable
         self.service = Etsi014Service(self.manager)
         self.signing_key = load_signing_key(config.signing_key)
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
         self.clients = {lk.peer: KmClient(lk.peer_url, context) for lk in config.links}
+        self._context = context
+        self._async_clients: dict[str, AsyncKmClient] = {}
+        self._flushing = self._again = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self._cond = threading.Condition()
-        self._started = self._finished = 0
-        self._failed_in: dict[str, int] = {}
+        self._unreachable: set[str] = set()
         self._dirty = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -112,47 +116,88 @@ class KmeNode:
         envelope = seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
         return self.clients[peer].send(envelope)
 
-    def _wait_for_peer(self, peer: str) -> None:
-        with self._cond:
-            ticket = self._started + 1
-            self._dirty = True
-            self._cond.notify_all()
-            ok = self._cond.wait_for(lambda: self._finished >= ticket or self._stop.is_set(), ACK_TIMEOUT_S)
-            failed = self._failed_in.get(peer, -1) >= ticket
-        if not ok or failed:
-            raise StoreError(f"the peer KME {peer} did not acknowledge the keys; they stay queued for it and "
-                             "will not be served again", [{"peer_KME_ID": peer}])
+    def _notify(self, peer: str) -> None:
+        """An ``assign`` was committed: send it now, from the event loop when called on one (no
+        thread hand-over), else from the flusher thread."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            with self._cond:
+                self._dirty = True
+                self._cond.notify_all()
+            return
+        if self._flushing:
+            self._again = True
+            return
+        self._flushing = True
+        task = loop.create_task(self._flush_async())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_async(self) -> None:
+        """Flush until nothing new was committed meanwhile (one flush at a time, batching)."""
+        try:
+            while True:
+                self._again = False
+                await self._flush_once_async()
+                if not self._again:
+                    return
+        finally:
+            self._flushing = False
+
+    async def _flush_once_async(self) -> None:
+        for peer, rows in self._outbox_by_peer().items():
+            client = self._async_clients.get(peer)
+            if client is None:
+                client = self._async_clients[peer] = AsyncKmClient(self.manager_peer_url(peer), self._context)
+            try:
+                await client.send(self._batch(peer, rows))
+            except PeerError as exc:
+                self._reachable(peer, False, str(exc))
+                continue
+            self._reachable(peer, True)
+            self.store.outbox_done([row_id for row_id, _ in rows])
+
+    def manager_peer_url(self, peer: str) -> str:
+        """The base URL of a peer KME."""
+        return next(lk.peer_url for lk in self.config.links if lk.peer == peer)
+
+    def _outbox_by_peer(self) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        by_peer: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for row_id, peer, body in self.store.outbox():
+            by_peer[peer].append((row_id, body))
+        return by_peer
+
+    def _batch(self, peer: str, rows: list[tuple[int, dict[str, Any]]]) -> bytes:
+        body = {"type": "batch", "link_id": self.manager.links[peer].link_id, "messages": [b for _, b in rows]}
+        return seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
 
     def _flush_loop(self) -> None:
         while not self._stop.is_set():
             with self._cond:
                 self._cond.wait_for(lambda: self._dirty or self._stop.is_set(), 0.5)
                 self._dirty = False
-                self._started += 1
-                round_no = self._started
-            failed = self._flush_once()
-            with self._cond:
-                for peer in failed:
-                    self._failed_in[peer] = round_no
-                self._finished = round_no
-                self._cond.notify_all()
+            self._flush_once()
 
-    def _flush_once(self) -> set[str]:
-        """Send every queued message, one batch per peer; returns the peers that failed."""
-        by_peer: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for row_id, peer, body in self.store.outbox():
-            by_peer[peer].append((row_id, body))
-        failed = set()
-        for peer, rows in by_peer.items():
+    def _reachable(self, peer: str, ok: bool, why: str = "") -> None:
+        """Track whether ``peer`` answers; an event on each change."""
+        if ok and peer in self._unreachable:
+            self._unreachable.discard(peer)
+            self.manager.event("peer-reachable", f"{peer} answers again")
+        elif not ok and peer not in self._unreachable:
+            self._unreachable.add(peer)
+            self.manager.event("peer-unreachable", f"{peer}: {why}")
+
+    def _flush_once(self) -> None:
+        """Send every queued message, one batch per peer (retries after an outage or a restart)."""
+        for peer, rows in self._outbox_by_peer().items():
             try:
-                self.send(peer, {"type": "batch", "link_id": self.manager.links[peer].link_id,
-                                 "messages": [body for _, body in rows]})
+                self.clients[peer].send(self._batch(peer, rows))
             except PeerError as exc:
-                failed.add(peer)
-                self.manager.event("peer-unreachable", f"{peer}: {exc}")
+                self._reachable(peer, False, str(exc))
                 continue
+            self._reachable(peer, True)
             self.store.outbox_done([row_id for row_id, _ in rows])
-        return failed
 
     def _sync_loop(self) -> None:
         last_expiry = 0.0
@@ -165,11 +210,13 @@ class KmeNode:
 
     def _sync_with(self, peer: str) -> None:
         offer = self.manager.sync_offer(peer)
-        if offer is None:
+        if offer is None and peer not in self._unreachable:
             return
+        offer = offer or {"type": "sync", "link_id": self.manager.links[peer].link_id, "offered": []}  # a probe
         try:
             answer = self.send(peer, offer)
         except PeerError as exc:
-            log.debug("sync with %s: %s", peer, exc)
+            self._reachable(peer, False, str(exc))
             return
+        self._reachable(peer, True)
         self.manager.sync_answered(peer, offer, answer)

@@ -91,7 +91,7 @@ class Etsi014Service:
         self._check_request(number, size, additional_slaves or [], extension_mandatory or [])
         for extra in additional_slaves or []:
             if self.manager.peer_of(extra) != peer:
-                raise Etsi014Error(400, "additional slave SAE not reachable through the same KME pair",
+                raise Etsi014Error(401, "additional slave SAE not reachable through the same KME pair",
                                    [{"additional_slave_SAE_ID": extra, "target_KME_ID": peer}])
         slaves = [slave, *(s for s in additional_slaves or [] if s != slave)]
         try:
