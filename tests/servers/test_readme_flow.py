@@ -33,7 +33,7 @@ def test_first_key_in_three_commands(tmp_path: Path) -> None:
     port_a, _ = free_ports(2)
     (tmp_path / "examples").mkdir()
     shutil.copy(ROOT / "examples" / "two-nodes.yaml", tmp_path / "examples")  # the README runs from the checkout
-    base = shlex.split(init) + ["--base-port", str(port_a)]
+    base = [*shlex.split(init), "--base-port", str(port_a)]
     subprocess.run([sys.executable, "-m", "qnet", *base[1:]], cwd=tmp_path, check=True, capture_output=True)
     server = subprocess.Popen([sys.executable, "-m", "qnet", *shlex.split(serve[:-1])[1:]], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
