@@ -71,7 +71,7 @@ class KeyManager:
         self._local, self._remote = frozenset(local_saes), dict(remote_saes)
         self.events: deque[Event] = deque(maxlen=1000)
         self.peer_ok: Callable[[str], bool] = lambda peer: True
-        self.notify_peer: Callable[[str], None] = lambda peer: None
+        self.notify_peer: Callable[[str, int], None] = lambda peer, message_id: None
 
     # -- what the ETSI 014 service asks -------------------------------------------------------------
 
@@ -108,7 +108,7 @@ class KeyManager:
 
         keys = self.store.take_for_master(link.link_id, number, size, self.unit_bits, master_sae=master,
                                           slaves=slaves, peer=peer, now_s=self.clock(), message=message)
-        self.notify_peer(peer)
+        self.notify_peer(peer, self.store.last_outbox_id)
         return keys
 
     def dec_keys(self, slave: str, master: str, key_ids: Sequence[str]) -> list[DeliveredKey]:

@@ -149,6 +149,8 @@ class KeyStore:
         # SQLite has one writer; threads of this process queue here instead of in SQLite's busy
         # handler, which sleeps in steps of up to 100 ms. Other processes still meet busy_timeout.
         self._writer = threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext()
+        self.last_outbox_id = 0
+        """The id of the newest outbox message this process queued."""
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -284,7 +286,11 @@ class KeyStore:
                 keys.append(DeliveredKey(ids[0], b"".join(r[1] for r in part)[:size_bits // 8]))
                 groups.append({"key_ID": ids[0], "units": ids, "size": size_bits})
             self._spend(conn, [r[0] for r in rows], f"delivered to master {master_sae}")
-            conn.execute(outbox_table.insert().values(peer=peer, created_s=now_s, body=json.dumps(message(groups))))
+            row = conn.execute(outbox_table.insert().values(peer=peer, created_s=now_s,
+                                                            body=json.dumps(message(groups))))
+            inserted = row.inserted_primary_key
+            assert inserted is not None
+            self.last_outbox_id = int(inserted[0])
         return keys
 
     def assign(self, conn: Connection, sender: str, groups: Sequence[dict[str, Any]], master_sae: str,
@@ -382,11 +388,13 @@ class KeyStore:
 
     # -- the outbox, replay protection, housekeeping ------------------------------------------------
 
-    def outbox(self, limit: int = 500) -> list[tuple[int, str, dict[str, Any]]]:
-        """Messages waiting to reach a peer, oldest first."""
+    def outbox(self, limit: int = 500, before_s: float | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+        """Messages waiting to reach a peer, oldest first (only those queued before ``before_s``)."""
+        query = sa.select(outbox_table).order_by(outbox_table.c.id).limit(limit)
+        if before_s is not None:
+            query = query.where(outbox_table.c.created_s < before_s)
         with self.engine.connect() as conn:
-            return [(r.id, r.peer, json.loads(r.body)) for r in conn.execute(
-                sa.select(outbox_table).order_by(outbox_table.c.id).limit(limit))]
+            return [(r.id, r.peer, json.loads(r.body)) for r in conn.execute(query)]
 
     def outbox_done(self, ids: Sequence[int]) -> None:
         """Forget delivered outbox messages."""

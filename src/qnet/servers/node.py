@@ -13,12 +13,13 @@ Feeders (one child process per link, ``qnet.servers.feeder``) fill the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,46 @@ from qnet.servers.config import KmeConfig
 from qnet.servers.feeder import feeder_main
 from qnet.service.etsi014 import Etsi014Service
 
-__all__ = ["KmeNode"]
+__all__ = ["Broadcast", "KmeNode"]
 
 log = logging.getLogger("qnet.kme")
 
 SYNC_PERIOD_S = 0.2
 EXPIRY_PERIOD_S = 10.0
+
+
+class Broadcast:
+    """Wake every waiting coroutine (an asyncio.Event that re-arms itself); ``fire`` may be called
+    from any thread."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def fire(self) -> None:
+        """Wake the current waiters."""
+        event, loop = self._event, self._loop
+        if event is None or loop is None:
+            return
+        self._event = None
+        if _running_loop() is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
+
+    def wait(self) -> Coroutine[Any, Any, bool]:
+        """An awaitable for the next ``fire`` (armed now, so a fire before the first await counts)."""
+        if self._event is None:
+            self._loop = asyncio.get_running_loop()
+            self._event = asyncio.Event()
+        return self._event.wait()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class KmeNode:
@@ -67,6 +102,10 @@ class KmeNode:
         self._context = context
         self._async_clients: dict[str, AsyncKmClient] = {}
         self._flushing = self._again = False
+        self.queued_through = self.sent_through = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The server's event loop (set by the server at start-up)."""
+        self.flushed = Broadcast()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cond = threading.Condition()
         self._unreachable: set[str] = set()
@@ -116,16 +155,19 @@ class KmeNode:
         envelope = seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
         return self.clients[peer].send(envelope)
 
-    def _notify(self, peer: str) -> None:
+    def _notify(self, peer: str, message_id: int) -> None:
         """An ``assign`` was committed: send it now, from the event loop when called on one (no
         thread hand-over), else from the flusher thread."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            with self._cond:
-                self._dirty = True
-                self._cond.notify_all()
+        loop = _running_loop()
+        if loop is None:  # a worker thread: hand over to the loop if there is one
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._notify, peer, message_id)
+            else:
+                with self._cond:
+                    self._dirty = True
+                    self._cond.notify_all()
             return
+        self.queued_through = max(self.queued_through, message_id)
         if self._flushing:
             self._again = True
             return
@@ -157,14 +199,27 @@ class KmeNode:
                 continue
             self._reachable(peer, True)
             self.store.outbox_done([row_id for row_id, _ in rows])
+            self.sent_through = max(self.sent_through, *(row_id for row_id, _ in rows))
+        self.flushed.fire()
+
+    async def assigns_sent(self, timeout_s: float = 2.0) -> None:
+        """Wait until every assign message queued so far has reached its peer (or ``timeout_s``)."""
+        target = self.queued_through
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.sent_through < target:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flushed.wait(), min(left, 0.1))
 
     def manager_peer_url(self, peer: str) -> str:
         """The base URL of a peer KME."""
         return next(lk.peer_url for lk in self.config.links if lk.peer == peer)
 
-    def _outbox_by_peer(self) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    def _outbox_by_peer(self, before_s: float | None = None) -> dict[str, list[tuple[int, dict[str, Any]]]]:
         by_peer: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for row_id, peer, body in self.store.outbox():
+        for row_id, peer, body in self.store.outbox(before_s=before_s):
             by_peer[peer].append((row_id, body))
         return by_peer
 
@@ -189,8 +244,9 @@ class KmeNode:
             self.manager.event("peer-unreachable", f"{peer}: {why}")
 
     def _flush_once(self) -> None:
-        """Send every queued message, one batch per peer (retries after an outage or a restart)."""
-        for peer, rows in self._outbox_by_peer().items():
+        """Send queued messages older than a second, one batch per peer: the retry after an outage or
+        a restart (fresh ones are the event loop's)."""
+        for peer, rows in self._outbox_by_peer(self.clock() - 1.0).items():
             try:
                 self.clients[peer].send(self._batch(peer, rows))
             except PeerError as exc:
