@@ -83,6 +83,11 @@ meta_table = sa.Table(
 )
 
 
+_IDS: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
+"""A list parameter: one compiled statement for any number of ids (``in_([...])`` builds a bound
+parameter per element, which costs more than the query at 128 keys)."""
+
+
 class StoreError(QNetError):
     """A request the store refuses; nothing was changed. ``details`` says which key and why."""
 
@@ -99,6 +104,18 @@ def owner_of(key_id: str, ends: tuple[str, str]) -> str:
     """Which end of a link may serve a unit: a function of the key_ID only (its last hex digit's
     parity), so both ends agree without talking, and each owns about half of the units."""
     return ends[int(key_id[-1], 16) & 1]
+
+
+class _JsonLists:
+    """JSON lists of SAE_IDs, parsed once per distinct text (a request's keys share them)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str | None, list[str]] = {}
+
+    def __call__(self, text: str | None) -> list[str]:
+        if text not in self._seen:
+            self._seen[text] = json.loads(text) if text else []
+        return self._seen[text]
 
 
 @dataclass(frozen=True)
@@ -174,8 +191,8 @@ class KeyStore:
         if not units:
             return 0
         with self.transaction() as conn:
-            known = {r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
-                keys_table.c.key_ID.in_([k for k, _ in units])))}
+            known = {r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(keys_table.c.key_ID.in_(_IDS)),
+                                                {"ids": [k for k, _ in units]})}
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(keys_table.c.seq), -1)).where(
                 keys_table.c.link_id == link_id)).scalar_one()
             rows = []
@@ -304,7 +321,7 @@ class KeyStore:
         ids = [u for g in groups for u in g["units"]]
         rows = {r.key_ID: r for r in conn.execute(sa.select(
             keys_table.c.key_ID, keys_table.c.owner, keys_table.c.state, keys_table.c.group_id).where(
-            keys_table.c.key_ID.in_(ids)))}
+            keys_table.c.key_ID.in_(_IDS)), {"ids": ids})}
         problems, updates = [], []
         slave_list = json.dumps(sorted(set(slaves)))
         for group in groups:
@@ -319,11 +336,17 @@ class KeyStore:
                 updates.append({"b_id": unit, "b_group": group["key_ID"], "b_part": part, "b_size": group["size"]})
         if problems:
             raise StoreError("key synchronisation mismatch: the peer assigned units this KME cannot hold", problems)
-        if updates:
+        common = {"state": ASSIGNED, "master_sae": master_sae, "slaves": slave_list, "pending": slave_list}
+        single = [u for u in updates if u["b_id"] == u["b_group"]]
+        sizes = {u["b_size"] for u in single}
+        if single and len(single) == len(updates) and len(sizes) == 1:  # one unit per key: one statement
+            conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(_IDS)).values(
+                group_id=keys_table.c.key_ID, part=0, size_bits=sizes.pop(), **common),
+                {"ids": [u["b_id"] for u in single]})
+        elif updates:
             conn.execute(keys_table.update().where(keys_table.c.key_ID == sa.bindparam("b_id")).values(
-                state=ASSIGNED, group_id=sa.bindparam("b_group"), part=sa.bindparam("b_part"),
-                size_bits=sa.bindparam("b_size"), master_sae=master_sae, slaves=slave_list, pending=slave_list),
-                updates)
+                group_id=sa.bindparam("b_group"), part=sa.bindparam("b_part"), size_bits=sa.bindparam("b_size"),
+                **common), updates)
 
     def take_for_slave(self, key_ids: Sequence[str], sae_id: str, master_sae: str) -> list[DeliveredKey]:
         """Hand the keys with these key_IDs to slave ``sae_id``, in one transaction; each slave gets a
@@ -338,19 +361,20 @@ class KeyStore:
                 keys_table.c.group_id, keys_table.c.part, keys_table.c.key_ID, keys_table.c.material,
                 keys_table.c.size_bits, keys_table.c.master_sae, keys_table.c.slaves, keys_table.c.pending,
                 keys_table.c.state)
-                .where(keys_table.c.group_id.in_(list(key_ids))).order_by(keys_table.c.part)).all()
+                .where(keys_table.c.group_id.in_(_IDS)).order_by(keys_table.c.part), {"ids": list(key_ids)}).all()
             by_group: dict[str, list[Any]] = {}
             for r in rows:
                 by_group.setdefault(r.group_id, []).append(r)
             problems, out, updates = [], [], []
+            lists = _JsonLists()
             for key_id in key_ids:
-                reason = self._slave_problem(by_group.get(key_id), sae_id, master_sae)
+                reason = self._slave_problem(by_group.get(key_id), sae_id, master_sae, lists)
                 if reason:
                     problems.append({"key_ID": key_id, "reason": reason})
                     continue
                 group = by_group[key_id]
                 out.append(DeliveredKey(key_id, b"".join(r.material for r in group)[:group[0].size_bits // 8]))
-                updates.append((group, [s for s in json.loads(group[0].pending) if s != sae_id]))
+                updates.append((group, [s for s in lists(group[0].pending) if s != sae_id]))
             self._mark_unassigned(conn, problems)
             if problems:
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -374,15 +398,15 @@ class KeyStore:
                 unknown[key_id]["reason"] = NOT_YET_ASSIGNED
 
     @staticmethod
-    def _slave_problem(group: list[Any] | None, sae_id: str, master_sae: str) -> str:
+    def _slave_problem(group: list[Any] | None, sae_id: str, master_sae: str, lists: _JsonLists) -> str:
         if not group:
             return UNKNOWN
         head = group[0]
-        if sae_id not in json.loads(head.slaves or "[]"):
+        if sae_id not in lists(head.slaves):
             return "not a key for this SAE"
         if head.master_sae != master_sae:
             return f"not a key from master SAE {master_sae}"
-        if head.state == SPENT or sae_id not in json.loads(head.pending or "[]"):
+        if head.state == SPENT or sae_id not in lists(head.pending):
             return "already delivered"
         return ""
 
@@ -399,7 +423,7 @@ class KeyStore:
     def outbox_done(self, ids: Sequence[int]) -> None:
         """Forget delivered outbox messages."""
         with self.transaction() as conn:
-            conn.execute(outbox_table.delete().where(outbox_table.c.id.in_(list(ids))))
+            conn.execute(outbox_table.delete().where(outbox_table.c.id.in_(_IDS)), {"ids": list(ids)})
 
     def record_nonce(self, conn: Connection, sender: str, nonce: str, expires_s: float) -> bool:
         """Within the caller's transaction: remember a message's nonce; False if seen before (replay)."""
@@ -443,5 +467,5 @@ class KeyStore:
     @staticmethod
     def _spend(conn: Connection, ids: Sequence[str], note: str) -> None:
         for start in range(0, len(ids), 500):
-            conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(list(ids[start:start + 500]))).values(
-                state=SPENT, material=None, pending=None, note=note))
+            conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(_IDS)).values(
+                state=SPENT, material=None, pending=None, note=note), {"ids": list(ids[start:start + 500])})
