@@ -249,3 +249,21 @@ def test_outbox_ids_are_never_reused(pair: tuple[KeyStore, KeyStore]) -> None:
     assert second != first
     a.outbox_done([first])  # the late "done" of the first flush
     assert [row[0] for row in a.outbox()] == [second]
+
+
+def test_pool_thresholds_raise_one_event_per_crossing(pair: tuple[KeyStore, KeyStore]) -> None:
+    """Below the low-water mark: one ``pool-low`` event; back above it: one ``pool-ok``."""
+    from qnet.keys.manager import KeyManager, LinkInfo
+
+    a, b = pair
+    manager = KeyManager(a, [LinkInfo("L", "B", ENDS)], ["SAE_A"], {"SAE_B": "B"})
+    synced(a, b, 100)
+    stock = a.stock("L")
+    manager.check_pools({"B": stock})
+    assert not manager.events
+    take(a, 1)
+    manager.check_pools({"B": stock})
+    manager.check_pools({"B": stock})
+    assert [e.kind for e in manager.events] == ["pool-low"]
+    manager.check_pools({"B": stock - 1})
+    assert [e.kind for e in manager.events] == ["pool-low", "pool-ok"]

@@ -71,6 +71,7 @@ class KeyManager:
         self._local, self._remote = frozenset(local_saes), dict(remote_saes)
         self.events: deque[Event] = deque(maxlen=1000)
         self.peer_ok: Callable[[str], bool] = lambda peer: True
+        self._low: set[str] = set()
         self.notify_peer: Callable[[str, int], None] = lambda peer, message_id: None
 
     # -- what the ETSI 014 service asks -------------------------------------------------------------
@@ -178,6 +179,18 @@ class KeyManager:
         if dropped:
             self.event("sync-mismatch", f"link {link.link_id}: {len(dropped)} unit(s) the peer never got, discarded")
         return len(answer.get("held", []))
+
+    def check_pools(self, low_water: Mapping[str, int]) -> None:
+        """Raise ``pool-low`` when a link's servable units fall below its threshold (peer -> units),
+        and ``pool-ok`` when they are back above it; once per crossing."""
+        for peer, threshold in low_water.items():
+            stock = self.stock_for(peer)
+            if stock < threshold and peer not in self._low:
+                self._low.add(peer)
+                self.event("pool-low", f"link {self.links[peer].link_id}: {stock} units, threshold {threshold}")
+            elif stock >= threshold and peer in self._low:
+                self._low.discard(peer)
+                self.event("pool-ok", f"link {self.links[peer].link_id}: {stock} units")
 
     def event(self, kind: str, detail: str) -> None:
         """Record (and log) an event for the operator."""

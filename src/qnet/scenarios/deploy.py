@@ -77,7 +77,7 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
             links[here].append({"link_id": link.label, "peer": peer, "peer_url": f"https://127.0.0.1:{ports[peer]}",
                                 "peer_verify_key": f"kme/{peer}.mldsa.pub", "ends": [a, b],
                                 "remote_saes": [s.sae_id for s in spec.applications if s.node == peer],
-                                "source": settings})
+                                "low_water_units": 1000, "source": settings})
     configs = {}
     for node in nodes:
         config = {"kme_id": node, "host": "127.0.0.1", "port": ports[node],

@@ -64,6 +64,8 @@ class LinkConfig(_Model):
     peer_verify_key: Path
     ends: tuple[str, str]
     remote_saes: list[str] = []
+    low_water_units: int = Field(default=0, ge=0)
+    """Below this many servable units the KME raises a ``pool-low`` event (0: never)."""
     source: SourceConfig
 
 

@@ -38,6 +38,7 @@ __all__ = ["Broadcast", "KmeNode"]
 log = logging.getLogger("qnet.kme")
 
 SYNC_PERIOD_S = 0.2
+STARTUP_GRACE_S = 10.0
 EXPIRY_PERIOD_S = 10.0
 
 
@@ -111,6 +112,7 @@ class KmeNode:
         self._unreachable: set[str] = set()
         self._dirty = False
         self._stop = threading.Event()
+        self._started_s = clock()
         self._threads: list[threading.Thread] = []
         self._feeders: list[BaseProcess] = []
 
@@ -238,10 +240,12 @@ class KmeNode:
         """Track whether ``peer`` answers; an event on each change."""
         if ok and peer in self._unreachable:
             self._unreachable.discard(peer)
-            self.manager.event("peer-reachable", f"{peer} answers again")
+            if self.clock() - self._started_s > STARTUP_GRACE_S:
+                self.manager.event("peer-reachable", f"{peer} answers again")
         elif not ok and peer not in self._unreachable:
             self._unreachable.add(peer)
-            self.manager.event("peer-unreachable", f"{peer}: {why}")
+            if self.clock() - self._started_s > STARTUP_GRACE_S:  # peers starting together: no alarm
+                self.manager.event("peer-unreachable", f"{peer}: {why}")
 
     def _flush_once(self) -> None:
         """Send queued messages older than a second, one batch per peer: the retry after an outage or
@@ -263,6 +267,8 @@ class KmeNode:
             if self.clock() - last_expiry > EXPIRY_PERIOD_S:
                 last_expiry = self.clock()
                 self.store.expire(last_expiry)
+                self.manager.check_pools({lk.peer: lk.low_water_units for lk in self.config.links
+                                          if lk.low_water_units and self.clock() - self._started_s > STARTUP_GRACE_S})
 
     def _sync_with(self, peer: str) -> None:
         offer = self.manager.sync_offer(peer)
