@@ -139,11 +139,15 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), tables created."""
+def make_engine(url: str, *, manual_checkpoints: bool = False) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), tables created.
+    With ``manual_checkpoints`` SQLite never checkpoints its WAL on a commit: the owner calls
+    :meth:`KeyStore.checkpoint` from a background thread, off the requests' path."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        if manual_checkpoints:
+            sa.event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA wal_autocheckpoint=0"))
         sa.event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = sa.create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
@@ -160,9 +164,10 @@ class KeyStore:
         lifetime_s: how long a unit may wait for delivery before it is erased (key lifetime).
     """
 
-    def __init__(self, url: str, kme_id: str, *, lifetime_s: float = 86400.0) -> None:
+    def __init__(self, url: str, kme_id: str, *, lifetime_s: float = 86400.0,
+                 manual_checkpoints: bool = False) -> None:
         self.url, self.kme_id, self.lifetime_s = url, kme_id, lifetime_s
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, manual_checkpoints=manual_checkpoints)
         # SQLite has one writer; threads of this process queue here instead of in SQLite's busy
         # handler, which sleeps in steps of up to 100 ms. Other processes still meet busy_timeout.
         self._writer = threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext()
@@ -319,11 +324,14 @@ class KeyStore:
             StoreError: if a unit is unknown here, not the sender's, or taken otherwise.
         """
         ids = [u for g in groups for u in g["units"]]
+        slave_list = json.dumps(sorted(set(slaves)))
+        common = {"state": ASSIGNED, "master_sae": master_sae, "slaves": slave_list, "pending": slave_list}
+        if self._assign_single_units(conn, sender, groups, ids, common):
+            return
         rows = {r.key_ID: r for r in conn.execute(sa.select(
             keys_table.c.key_ID, keys_table.c.owner, keys_table.c.state, keys_table.c.group_id).where(
             keys_table.c.key_ID.in_(_IDS)), {"ids": ids})}
         problems, updates = [], []
-        slave_list = json.dumps(sorted(set(slaves)))
         for group in groups:
             for part, unit in enumerate(group["units"]):
                 row = rows.get(unit)
@@ -336,7 +344,6 @@ class KeyStore:
                 updates.append({"b_id": unit, "b_group": group["key_ID"], "b_part": part, "b_size": group["size"]})
         if problems:
             raise StoreError("key synchronisation mismatch: the peer assigned units this KME cannot hold", problems)
-        common = {"state": ASSIGNED, "master_sae": master_sae, "slaves": slave_list, "pending": slave_list}
         single = [u for u in updates if u["b_id"] == u["b_group"]]
         sizes = {u["b_size"] for u in single}
         if single and len(single) == len(updates) and len(sizes) == 1:  # one unit per key: one statement
@@ -347,6 +354,19 @@ class KeyStore:
             conn.execute(keys_table.update().where(keys_table.c.key_ID == sa.bindparam("b_id")).values(
                 group_id=sa.bindparam("b_group"), part=sa.bindparam("b_part"), size_bits=sa.bindparam("b_size"),
                 **common), updates)
+
+    @staticmethod
+    def _assign_single_units(conn: Connection, sender: str, groups: Sequence[dict[str, Any]], ids: list[str],
+                             common: dict[str, Any]) -> bool:
+        """The common case in one statement: every key one unit, all of one size, all free here.
+        False (with some rows possibly assigned, which the detailed path then accepts) otherwise."""
+        sizes = {g["size"] for g in groups}
+        if len(sizes) != 1 or any(g["units"] != [g["key_ID"]] for g in groups):
+            return False
+        done = conn.execute(keys_table.update().where(
+            keys_table.c.key_ID.in_(_IDS), keys_table.c.owner == sender, keys_table.c.state.in_([NEW, AVAILABLE]))
+            .values(group_id=keys_table.c.key_ID, part=0, size_bits=sizes.pop(), **common), {"ids": ids})
+        return bool(done.rowcount == len(ids))
 
     def take_for_slave(self, key_ids: Sequence[str], sae_id: str, master_sae: str) -> list[DeliveredKey]:
         """Hand the keys with these key_IDs to slave ``sae_id``, in one transaction; each slave gets a
@@ -433,6 +453,16 @@ class KeyStore:
             return False
         conn.execute(nonces_table.insert().values(sender=sender, nonce=nonce, expires_s=expires_s))
         return True
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite WAL into the database without blocking writers (PASSIVE); a no-op on
+        PostgreSQL."""
+        if self.url.startswith("sqlite"):
+            raw = self.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            finally:
+                raw.close()
 
     def expire(self, now_s: float) -> int:
         """Erase units past their lifetime and forget old nonces; returns the units erased."""

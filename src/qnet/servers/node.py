@@ -38,6 +38,7 @@ __all__ = ["Broadcast", "KmeNode"]
 log = logging.getLogger("qnet.kme")
 
 SYNC_PERIOD_S = 0.2
+CHECKPOINT_PERIOD_S = 1.0
 STARTUP_GRACE_S = 10.0
 EXPIRY_PERIOD_S = 10.0
 
@@ -89,7 +90,8 @@ class KmeNode:
                  clock: Callable[[], float] = time.time) -> None:
         self.config, self.config_path, self.clock = config, config_path, clock
         self.kme_id = config.kme_id
-        self.store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
+        self.store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s,
+                              manual_checkpoints=True)
         links = [LinkInfo(lk.link_id, lk.peer, lk.ends) for lk in config.links]
         remote = {sae: lk.peer for lk in config.links for sae in lk.remote_saes}
         self.manager = KeyManager(self.store, links, config.saes, remote, unit_bits=config.unit_bits, clock=clock)
@@ -260,10 +262,13 @@ class KmeNode:
             self.store.outbox_done([row_id for row_id, _ in rows])
 
     def _sync_loop(self) -> None:
-        last_expiry = 0.0
+        last_expiry = last_checkpoint = 0.0
         while not self._stop.wait(SYNC_PERIOD_S):
             for peer in self.manager.links:
                 self._sync_with(peer)
+            if self.clock() - last_checkpoint > CHECKPOINT_PERIOD_S:
+                last_checkpoint = self.clock()
+                self.store.checkpoint()
             if self.clock() - last_expiry > EXPIRY_PERIOD_S:
                 last_expiry = self.clock()
                 self.store.expire(last_expiry)

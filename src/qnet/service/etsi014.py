@@ -12,7 +12,7 @@ The caller's SAE_ID is passed in by the adapter, which takes it from the client 
 from __future__ import annotations
 
 import base64
-import uuid
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -149,10 +149,8 @@ class Etsi014Service:
             raise Etsi014Error(400, "unsupported mandatory extension", [{"extension": n} for n in names])
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
