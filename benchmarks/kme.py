@@ -10,7 +10,7 @@ shares the two cores with them.
 Anchor: no independent ETSI 014 KME installs from a registry (py-qkd-kme-sim and etsi-qkd-rest are
 GitHub-only; QKDSimkit is not ETSI 014 and needs Redis), so none is measured side by side.
 
-Run: python benchmarks/kme.py [--seconds 15] [--concurrency 8] [--concurrency-128 8]
+Run: python benchmarks/kme.py [--seconds 15] [--concurrency 10] [--concurrency-128 8]
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ async def _load(net: LiveNet, seconds: float, concurrency: int, number: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--concurrency", type=int, default=8, help="clients asking one key at a time")
+    parser.add_argument("--concurrency", type=int, default=10, help="clients asking one key at a time")
     parser.add_argument("--concurrency-128", type=int, default=8, help="clients asking 128 keys at a time")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="qnet-kme-bench-"))
