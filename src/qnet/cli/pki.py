@@ -31,6 +31,7 @@ def init(
 
     Example:  qnet pki init demo --spec examples/two-nodes.yaml   then   qnet kme serve demo
     """
+    from qnet.errors import QNetError
     from qnet.scenarios.deploy import init_deployment
     from qnet.scenarios.validate import load_spec
 
@@ -38,7 +39,7 @@ def init(
     try:
         dep = init_deployment(directory, net, base_port=base_port, source={"speedup": speedup})
     except FileExistsError as exc:
-        raise _exists(exc) from None
+        raise QNetError(f"{exc}; choose a new directory") from None
     console.print(f"[green]ok[/] {escape(str(directory))}: CA {escape(str(directory / 'ca.pem'))}", highlight=False)
     for node, url in dep.kmes.items():
         console.print(f"  KME {escape(node)}: {url}  config {escape(str(dep.configs[node]))}", highlight=False)
@@ -47,8 +48,3 @@ def init(
                       highlight=False)
     console.print(f"next:  qnet kme serve {escape(str(directory))}", highlight=False)
 
-
-def _exists(exc: FileExistsError) -> Exception:
-    from qnet.errors import QNetError
-
-    return QNetError(f"{exc}; choose a new directory")

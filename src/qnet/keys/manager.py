@@ -201,7 +201,3 @@ class KeyManager:
         """Record a refused KM-to-KM message (forged, tampered, replayed, stale)."""
         self.event("km-message-refused", reason)
 
-
-def store_problem(exc: StoreError) -> dict[str, Any]:
-    """The reply body for a message that could not be applied."""
-    return {"message": exc.message, "details": exc.details}

@@ -231,14 +231,14 @@ class KeyStore:
         here. Returns the answer for the owner."""
         with self.transaction() as conn:
             rows = conn.execute(sa.select(keys_table.c.key_ID, keys_table.c.seq).where(
-                keys_table.c.link_id == link_id, keys_table.c.key_ID.in_(list(offered)))).all()
+                keys_table.c.link_id == link_id, keys_table.c.key_ID.in_(_IDS)), {"ids": list(offered)}).all()
             seq_of = {k: s for k, s in rows}
             held = [k for k in offered if k in seq_of]
             in_order = all(seq_of[a] < seq_of[b] for a, b in itertools.pairwise(held))
             skipped: list[str] = []
             if held:  # confirmed here too, so that a later sync never takes them for skipped
-                conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(held),
-                                                       keys_table.c.state == NEW).values(state=AVAILABLE))
+                conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(_IDS), keys_table.c.state == NEW)
+                             .values(state=AVAILABLE), {"ids": held})
                 owner = conn.execute(sa.select(keys_table.c.owner).where(
                     keys_table.c.key_ID == held[0])).scalar_one()
                 skipped = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
@@ -255,8 +255,8 @@ class KeyStore:
         held_set = set(held)
         with self.transaction() as conn:
             if held:
-                conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(list(held)),
-                                                       keys_table.c.state == NEW).values(state=AVAILABLE))
+                conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(_IDS), keys_table.c.state == NEW)
+                             .values(state=AVAILABLE), {"ids": list(held)})
             newest = max((i for i, k in enumerate(offered) if k in held_set), default=-1)
             lacking = [k for k in offered[:newest] if k not in held_set]
             stale = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(

@@ -101,7 +101,8 @@ class KmeNode:
         self.signing_key = load_signing_key(config.signing_key)
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
-        self.clients = {lk.peer: KmClient(lk.peer_url, context) for lk in config.links}
+        self._peer_urls = {lk.peer: lk.peer_url for lk in config.links}
+        self.clients = {peer: KmClient(url, context) for peer, url in self._peer_urls.items()}
         self._context = context
         self._async_clients: dict[str, AsyncKmClient] = {}
         self._flushing = self._again = False
@@ -195,15 +196,13 @@ class KmeNode:
         for peer, rows in self._outbox_by_peer().items():
             client = self._async_clients.get(peer)
             if client is None:
-                client = self._async_clients[peer] = AsyncKmClient(self.manager_peer_url(peer), self._context)
+                client = self._async_clients[peer] = AsyncKmClient(self._peer_urls[peer], self._context)
             try:
                 await client.send(self._batch(peer, rows))
             except PeerError as exc:
                 self._reachable(peer, False, str(exc))
                 continue
-            self._reachable(peer, True)
-            self.store.outbox_done([row_id for row_id, _ in rows])
-            self.sent_through = max(self.sent_through, *(row_id for row_id, _ in rows))
+            self._delivered(peer, rows)
         self.flushed.fire()
 
     async def assigns_sent(self, timeout_s: float = 2.0) -> None:
@@ -217,9 +216,12 @@ class KmeNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.flushed.wait(), min(left, 0.1))
 
-    def manager_peer_url(self, peer: str) -> str:
-        """The base URL of a peer KME."""
-        return next(lk.peer_url for lk in self.config.links if lk.peer == peer)
+    def _delivered(self, peer: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        """The peer took these outbox messages: forget them."""
+        self._reachable(peer, True)
+        ids = [row_id for row_id, _ in rows]
+        self.store.outbox_done(ids)
+        self.sent_through = max(self.sent_through, *ids)
 
     def _outbox_by_peer(self, before_s: float | None = None) -> dict[str, list[tuple[int, dict[str, Any]]]]:
         by_peer: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -258,8 +260,7 @@ class KmeNode:
             except PeerError as exc:
                 self._reachable(peer, False, str(exc))
                 continue
-            self._reachable(peer, True)
-            self.store.outbox_done([row_id for row_id, _ in rows])
+            self._delivered(peer, rows)
 
     def _sync_loop(self) -> None:
         last_expiry = last_checkpoint = 0.0
