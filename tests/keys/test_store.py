@@ -259,11 +259,11 @@ def test_pool_thresholds_raise_one_event_per_crossing(pair: tuple[KeyStore, KeyS
     manager = KeyManager(a, [LinkInfo("L", "B", ENDS)], ["SAE_A"], {"SAE_B": "B"})
     synced(a, b, 100)
     stock = a.stock("L")
-    manager.check_pools({"B": stock})
+    manager.check_pools({"L": stock})
     assert not manager.events
     take(a, 1)
-    manager.check_pools({"B": stock})
-    manager.check_pools({"B": stock})
+    manager.check_pools({"L": stock})
+    manager.check_pools({"L": stock})
     assert [e.kind for e in manager.events] == ["pool-low"]
-    manager.check_pools({"B": stock - 1})
+    manager.check_pools({"L": stock - 1})
     assert [e.kind for e in manager.events] == ["pool-low", "pool-ok"]

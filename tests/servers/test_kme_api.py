@@ -92,7 +92,7 @@ def test_post_errors(live: LiveNet) -> None:
         assert why in json.dumps(response.json()), body
     assert _post(live, "SAE_A", "Alice", "SAE_B/enc_keys", {"extension_optional": [{"x": 1}]}).status_code == 200
     unreachable = _post(live, "SAE_A", "Alice", "SAE_B/enc_keys", {"additional_slave_SAE_IDs": ["SAE_A"]})
-    assert unreachable.status_code == 401 and "same KME pair" in unreachable.json()["message"]
+    assert unreachable.status_code == 401 and "same KME as the slave" in unreachable.json()["message"]
 
 
 def test_wrong_pair_or_unknown_caller_is_401(live: LiveNet) -> None:

@@ -11,6 +11,11 @@ Messages to the peer (bodies; the envelope is signed and replay-checked, ``qnet.
 - ``sync``: "here are my units you have not confirmed, in order": the peer answers which it holds
   and whether in the same order; held units become servable, units one end lacks are discarded at
   both ends (each end decides from the same answer), so a mismatch is repaired, never served.
+- ``relay``: one hop of a key relayed through trusted nodes (:mod:`qnet.keys.relay`).
+
+Two nodes may share several QKD links (the Tokyo QKD Network had three between Koganei and
+Otemachi): each link keeps its own units and synchronisation, and a key for the pair comes from
+the link with the most key in store.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qnet.keys import relay
 from qnet.keys.store import DeliveredKey, KeyStore, StoreError
 from qnet.security.envelope import WINDOW_S, EnvelopeError, Opened
 
@@ -56,19 +62,24 @@ class KeyManager:
 
     Args:
         store: its key store.
-        links: its links, one per peer.
+        links: its links (several may join the same peer).
         local_saes: SAE_IDs attached to this node.
-        remote_saes: SAE_ID -> node for SAEs at peers.
+        remote_saes: SAE_ID -> node, for SAEs at other nodes (peers, or further away: relayed).
+        access: SAE_ID -> the SAEs it may share keys with (an SAE not named may pair with any).
         unit_bits: size of the units the links deliver.
         clock: wall-clock seconds.
     """
 
     def __init__(self, store: KeyStore, links: Sequence[LinkInfo], local_saes: Sequence[str],
                  remote_saes: Mapping[str, str], *, unit_bits: int = 256,
-                 clock: Callable[[], float] = time.time) -> None:
+                 access: Mapping[str, Sequence[str]] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store, self.kme_id, self.unit_bits, self.clock = store, store.kme_id, unit_bits, clock
-        self.links = {link.peer: link for link in links}
+        self.by_id = {link.link_id: link for link in links}
+        self.links: dict[str, list[LinkInfo]] = {}
+        for link in links:
+            self.links.setdefault(link.peer, []).append(link)
         self._local, self._remote = frozenset(local_saes), dict(remote_saes)
+        self.access = {sae: frozenset(peers) for sae, peers in (access or {}).items()}
         self.events: deque[Event] = deque(maxlen=1000)
         self.peer_ok: Callable[[str], bool] = lambda peer: True
         self._low: set[str] = set()
@@ -85,9 +96,26 @@ class KeyManager:
         node = self._remote.get(sae_id)
         return node if node in self.links else None
 
+    def node_of(self, sae_id: str) -> str | None:
+        """The node an SAE is attached to (this one, a peer, or one reached by relay)."""
+        return self.kme_id if sae_id in self._local else self._remote.get(sae_id)
+
+    def peer_of_node(self, node: str) -> bool:
+        """Whether this node has a QKD link to ``node``."""
+        return node in self.links
+
+    def allowed(self, sae_a: str, sae_b: str) -> bool:
+        """Access control: whether two SAEs may share keys (each one's ``peers`` list, if it has one)."""
+        return all(b in self.access[a] for a, b in ((sae_a, sae_b), (sae_b, sae_a)) if a in self.access)
+
     def stock_for(self, peer: str) -> int:
-        """Units this KME can hand to masters on its link to ``peer``."""
-        return self.store.stock(self.links[peer].link_id)
+        """Units this KME can hand to masters on its links to ``peer``."""
+        return sum(self.store.stock(link.link_id) for link in self.links[peer])
+
+    def best_link(self, peer: str) -> LinkInfo:
+        """The link to ``peer`` with the most units this end may serve."""
+        links = self.links[peer]
+        return links[0] if len(links) == 1 else max(links, key=lambda lk: self.store.stock(lk.link_id))
 
     def enc_keys(self, master: str, slaves: Sequence[str], number: int, size: int) -> list[DeliveredKey]:
         """Hand keys to a master SAE. The ``assign`` message for the peer is committed with them and
@@ -98,7 +126,7 @@ class KeyManager:
             StoreError: if the peer KME is unreachable (nothing is taken).
         """
         peer = self._remote[slaves[0]]
-        link = self.links[peer]
+        link = self.best_link(peer)
         if not self.peer_ok(peer):
             raise StoreError(f"the peer KME {peer} is unreachable: keys handed out now could not reach the "
                              "slave", [{"peer_KME_ID": peer}])
@@ -134,9 +162,9 @@ class KeyManager:
             EnvelopeError: if the message is a replay, from a node without a link here, or unknown.
             StoreError: if it cannot be applied (a synchronisation mismatch); nothing changes.
         """
-        link = self.links.get(msg.sender)
+        link = self.by_id.get(str(msg.body.get("link_id")))
         kind = msg.body.get("type")
-        if link is None or msg.body.get("link_id") != link.link_id:
+        if link is None or link.peer != msg.sender:
             raise EnvelopeError(f"no link {msg.body.get('link_id')!r} with {msg.sender!r}")
         if kind in ("assign", "batch"):
             subs = msg.body.get("messages", []) if kind == "batch" else [msg.body]
@@ -144,8 +172,9 @@ class KeyManager:
                 if not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
                     raise EnvelopeError(f"replayed message from {msg.sender!r}")
                 for sub in subs:
-                    if sub.get("type") != "assign" or sub.get("link_id") != link.link_id:
-                        raise EnvelopeError("a batch holds only assign messages of this link")
+                    sub_link = self.by_id.get(str(sub.get("link_id")))
+                    if sub.get("type") != "assign" or sub_link is None or sub_link.peer != msg.sender:
+                        raise EnvelopeError("a batch holds only assign messages of links with its sender")
                     self.store.assign(conn, msg.sender, sub["groups"], sub["master"], sub["slaves"])
             self.assigned()
             return {"ok": True, "applied": len(subs)}
@@ -160,17 +189,64 @@ class KeyManager:
             return answer
         raise EnvelopeError(f"unknown message type {kind!r}")
 
+    # -- key relay -------------------------------------------------------------------------------------
+
+    def relay_start(self, master: str, slaves: Sequence[str], number: int, size: int,
+                    route: Sequence[str]) -> tuple[list[DeliveredKey], relay.RelayHop]:
+        """Spend the first hop's key for a relay along ``route`` (this node first); the keys go to the
+        master once the message has reached the last node.
+
+        Raises:
+            NotEnoughKey: if the first hop's pool is short.
+        """
+        return relay.start(self.store, self.best_link(route[1]).link_id, route=route, master=master,
+                           slaves=slaves, number=number, size_bits=size, unit_bits=self.unit_bits, now_s=self.clock())
+
+    def relay_step(self, msg: Opened) -> relay.RelayHop:
+        """Act on a verified ``relay`` message: decrypt, then store here or re-encrypt for the next node.
+
+        Raises:
+            EnvelopeError: if it is a replay or comes over no link with the sender.
+            StoreError: if it cannot be applied (nothing changes).
+        """
+        link = self.by_id.get(str(msg.body.get("link_id")))
+        if link is None or link.peer != msg.sender:
+            raise EnvelopeError(f"no link {msg.body.get('link_id')!r} with {msg.sender!r}")
+        try:
+            route, hop = list(msg.body["route"]), int(msg.body["hop"])
+            nxt = route[hop + 1] if hop + 1 < len(route) else None
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise StoreError("malformed relay message") from None
+        out_link = self.best_link(nxt).link_id if nxt in self.links else None
+        try:
+            with self.store.transaction() as conn:
+                if not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
+                    raise EnvelopeError(f"replayed message from {msg.sender!r}")
+                try:
+                    step = relay.forward(self.store, conn, msg.sender, msg.body, out_link=out_link,
+                                         unit_bits=self.unit_bits, now_s=self.clock())
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise StoreError(f"malformed relay message: {exc}") from None
+        except StoreError:
+            with self.store.transaction() as conn:  # the sender spent them: so does this end; no replay
+                if self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
+                    relay.discard_incoming(conn, msg.sender, msg.body)
+            raise
+        if step.next_node is None:
+            self.assigned()
+        return step
+
     # -- what this end sends ---------------------------------------------------------------------------
 
-    def sync_offer(self, peer: str) -> dict[str, Any] | None:
-        """The next sync message for ``peer``, or None when every unit is confirmed."""
-        link = self.links[peer]
+    def sync_offer(self, link_id: str) -> dict[str, Any] | None:
+        """The next sync message for a link's peer, or None when every unit is confirmed."""
+        link = self.by_id[link_id]
         offered = self.store.unconfirmed(link.link_id)
         return {"type": "sync", "link_id": link.link_id, "offered": offered} if offered else None
 
-    def sync_answered(self, peer: str, offer: dict[str, Any], answer: dict[str, Any]) -> int:
+    def sync_answered(self, link_id: str, offer: dict[str, Any], answer: dict[str, Any]) -> int:
         """Apply the peer's answer to our offer; returns how many units became servable."""
-        link = self.links[peer]
+        link = self.by_id[link_id]
         if not answer.get("in_order", True):
             self.event("sync-mismatch", f"link {link.link_id}: the peer holds the units in another order; "
                                         "serving in this end's order, the peer assigns by key_ID")
@@ -181,16 +257,16 @@ class KeyManager:
         return len(answer.get("held", []))
 
     def check_pools(self, low_water: Mapping[str, int]) -> None:
-        """Raise ``pool-low`` when a link's servable units fall below its threshold (peer -> units),
+        """Raise ``pool-low`` when a link's servable units fall below its threshold (link_id -> units),
         and ``pool-ok`` when they are back above it; once per crossing."""
-        for peer, threshold in low_water.items():
-            stock = self.stock_for(peer)
-            if stock < threshold and peer not in self._low:
-                self._low.add(peer)
-                self.event("pool-low", f"link {self.links[peer].link_id}: {stock} units, threshold {threshold}")
-            elif stock >= threshold and peer in self._low:
-                self._low.discard(peer)
-                self.event("pool-ok", f"link {self.links[peer].link_id}: {stock} units")
+        for link_id, threshold in low_water.items():
+            stock = self.store.stock(link_id)
+            if stock < threshold and link_id not in self._low:
+                self._low.add(link_id)
+                self.event("pool-low", f"link {link_id}: {stock} units, threshold {threshold}")
+            elif stock >= threshold and link_id in self._low:
+                self._low.discard(link_id)
+                self.event("pool-ok", f"link {link_id}: {stock} units")
 
     def event(self, kind: str, detail: str) -> None:
         """Record (and log) an event for the operator."""

@@ -78,13 +78,19 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
                                 "peer_verify_key": f"kme/{peer}.mldsa.pub", "ends": [a, b],
                                 "remote_saes": [s.sae_id for s in spec.applications if s.node == peer],
                                 "low_water_units": 1000, "source": settings})
+    network = {"nodes": nodes, "links": [[*lk.endpoints, lk.label] for lk in spec.links],
+               "saes": {s.sae_id: s.node for s in spec.applications},
+               "access": {s.sae_id: list(s.peers) for s in spec.applications if s.peers is not None},
+               "max_hops": spec.policies.max_hops, "excluded_nodes": list(spec.policies.excluded_nodes),
+               "min_key_rate_bps": spec.policies.min_key_rate_bps}
     configs = {}
     for node in nodes:
         config = {"kme_id": node, "host": "127.0.0.1", "port": ports[node],
                   "store_url": (store_urls or {}).get(node, f"sqlite:///store/{node}.db"),
                   "tls": {"ca": "ca.pem", "cert": f"kme/{node}.pem", "key": f"kme/{node}.key"},
                   "signing_key": f"kme/{node}.mldsa.key",
-                  "saes": [s.sae_id for s in spec.applications if s.node == node], "links": links[node]}
+                  "saes": [s.sae_id for s in spec.applications if s.node == node], "links": links[node],
+                  "network": network}
         path = root / f"{node}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the link seeds
         with os.fdopen(fd, "w") as out:

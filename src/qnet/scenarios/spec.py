@@ -116,6 +116,8 @@ class ApplicationSpec(_Spec):
 
     sae_id: Name
     node: Name
+    peers: list[Name] | None = None
+    """Access control: the SAEs this one may share keys with (left out: any)."""
     description: str = ""
 
 

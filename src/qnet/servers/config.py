@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qnet.errors import Problem, SpecError
 
-__all__ = ["KmeConfig", "LinkConfig", "SourceConfig", "TlsFiles", "load_config"]
+__all__ = ["KmeConfig", "LinkConfig", "NetworkView", "SourceConfig", "TlsFiles", "load_config"]
 
 
 class _Model(BaseModel):
@@ -69,6 +69,21 @@ class LinkConfig(_Model):
     source: SourceConfig
 
 
+class NetworkView(_Model):
+    """What every KME knows of the whole network: for relay routes and access control."""
+
+    nodes: list[str] = []
+    links: list[tuple[str, str, str]] = []
+    """(node_a, node_b, link_id) for every QKD link."""
+    saes: dict[str, str] = {}
+    """SAE_ID -> node, for every SAE."""
+    access: dict[str, list[str]] = {}
+    """SAE_ID -> the SAEs it may share keys with (SAEs not named may pair with any)."""
+    max_hops: int | None = Field(default=None, ge=1)
+    excluded_nodes: list[str] = []
+    min_key_rate_bps: float = Field(default=0.0, ge=0)
+
+
 class KmeConfig(_Model):
     """One KME process."""
 
@@ -82,6 +97,7 @@ class KmeConfig(_Model):
     links: list[LinkConfig] = []
     unit_bits: int = Field(default=256, ge=8, multiple_of=8)
     key_lifetime_s: float = Field(default=86400.0, gt=0)
+    network: NetworkView = NetworkView()
 
 
 def _resolve(config: KmeConfig, base: Path) -> KmeConfig:

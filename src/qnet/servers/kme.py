@@ -28,11 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from qnet.clients.km import PeerError
 from qnet.keys.store import NOT_YET_ASSIGNED, StoreError
 from qnet.security.envelope import EnvelopeError, open_envelope
 from qnet.security.pki import subject_cn
 from qnet.servers.node import Broadcast, KmeNode
-from qnet.service.etsi014 import Etsi014Error, KmeLimits
+from qnet.service.etsi014 import Etsi014Error, KmeLimits, keys_body
 
 __all__ = ["create_app", "serve", "uvicorn_config"]
 
@@ -193,9 +194,13 @@ def create_app(node: KmeNode) -> FastAPI:
         return await call(svc.status, _caller(request), slave_SAE_ID)
 
     async def enc(*args: Any) -> JSONResponse:
-        """enc_keys; the answer leaves once the assign message has reached the peer KME, so that the
-        slave, told the key_IDs by its master, finds them reserved (it would wait otherwise)."""
-        response = await call(svc.enc_keys, *args)
+        """enc_keys; the answer leaves once the assign message has reached the peer KME (or the
+        relayed keys the slave's KME), so that the slave, told the key_IDs by its master, finds them
+        reserved (it would wait otherwise)."""
+        plan = svc.enc_plan(*args)
+        if plan.relayed:
+            return JSONResponse(keys_body(await node.relay_keys(plan)))
+        response = await call(svc.deliver, plan)
         await node.assigns_sent()
         return response
 
@@ -220,22 +225,27 @@ def create_app(node: KmeNode) -> FastAPI:
 
     @app.post("/km/v1/messages", include_in_schema=False)
     async def km_message(request: Request) -> JSONResponse:
-        return _km_message(node, await request.body(), _caller(request))
+        return await _km_message(node, await request.body(), _caller(request))
 
     return app
 
 
-def _km_message(node: KmeNode, data: bytes, peer: str) -> JSONResponse:
+async def _km_message(node: KmeNode, data: bytes, peer: str) -> JSONResponse:
     try:
         opened = open_envelope(data, receiver=node.kme_id, verify_keys=node.verify_keys, now_s=node.clock(),
                                tls_peer=peer)
+        if opened.body.get("type") == "relay":
+            return JSONResponse(await node.relay_hop(opened))
         return JSONResponse(node.manager.handle(opened))
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _error(401, f"KM-to-KM message refused: {exc.reason}")
+    except PeerError as exc:
+        return _error(503, str(exc), [exc.body] if isinstance(exc.body, dict) else [])
     except StoreError as exc:
-        node.manager.event("sync-mismatch", exc.message)
-        return _error(400, exc.message, exc.details)
+        node.manager.event("relay-refused" if "relay" in exc.message else "sync-mismatch", exc.message)
+        failed = {"failed": f"{node.kme_id}"} if "relay" in exc.message or "not enough" in exc.message else {}
+        return _error(400 if not failed else 503, exc.message, [*exc.details, *([failed] if failed else [])])
 
 
 class PeerCertProtocol(HttpToolsProtocol):

@@ -7,6 +7,10 @@ Two background threads keep it in step with its peers:
   unreachable, ``enc_keys`` for it answers 503 instead of handing out keys its slave cannot get;
 - the **synchroniser** offers each peer the units it has not confirmed, and erases expired units.
 
+Keys for SAEs at non-adjacent nodes are relayed (:meth:`KmeNode.relay_keys`) along a route from the
+control layer's router, avoiding peers that do not answer and nodes that just failed a relay; a
+failed relay is retried on another route.
+
 Feeders (one child process per link, ``qnet.servers.feeder``) fill the store.
 """
 
@@ -25,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from qnet.clients.km import AsyncKmClient, KmClient, PeerError, tls_client_context
+from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, Topology
 from qnet.keys.manager import KeyManager, LinkInfo
-from qnet.keys.store import KeyStore
-from qnet.security.envelope import seal
+from qnet.keys.store import DeliveredKey, KeyStore, StoreError
+from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.config import KmeConfig
 from qnet.servers.feeder import feeder_main
-from qnet.service.etsi014 import Etsi014Service
+from qnet.service.etsi014 import EncPlan, Etsi014Error, Etsi014Service
 
 __all__ = ["Broadcast", "KmeNode"]
 
@@ -41,6 +46,9 @@ SYNC_PERIOD_S = 0.2
 CHECKPOINT_PERIOD_S = 1.0
 STARTUP_GRACE_S = 10.0
 EXPIRY_PERIOD_S = 10.0
+HOLD_DOWN_S = 5.0
+"""How long a node or link that failed a relay is routed around."""
+RELAY_TRIES = 3
 
 
 class Broadcast:
@@ -93,11 +101,19 @@ class KmeNode:
         self.store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s,
                               manual_checkpoints=True)
         links = [LinkInfo(lk.link_id, lk.peer, lk.ends) for lk in config.links]
-        remote = {sae: lk.peer for lk in config.links for sae in lk.remote_saes}
-        self.manager = KeyManager(self.store, links, config.saes, remote, unit_bits=config.unit_bits, clock=clock)
+        net = config.network
+        remote = {sae: node for sae, node in net.saes.items() if node != config.kme_id}
+        remote |= {sae: lk.peer for lk in config.links for sae in lk.remote_saes}
+        self.manager = KeyManager(self.store, links, config.saes, remote, unit_bits=config.unit_bits,
+                                  access=net.access, clock=clock)
         self.manager.notify_peer = self._notify
         self.manager.peer_ok = lambda peer: peer not in self._unreachable
-        self.service = Etsi014Service(self.manager)
+        topology = Topology(tuple(net.nodes) or (config.kme_id, *self.manager.links),
+                            tuple((a, b, lid) for a, b, lid in net.links) or
+                            tuple((lk.ends[0], lk.ends[1], lk.link_id) for lk in config.links))
+        self.router = Router(topology, RoutePolicy(net.max_hops, frozenset(net.excluded_nodes), net.min_key_rate_bps))
+        self._failing: dict[str, float] = {}
+        self.service = Etsi014Service(self.manager, route_to=self.route_to)
         self.signing_key = load_signing_key(config.signing_key)
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
@@ -149,6 +165,86 @@ class KmeNode:
             client.close()
         self.store.close()
 
+    # -- key relay ---------------------------------------------------------------------------------------
+
+    def route_to(self, node: str) -> list[str]:
+        """A relay route from here to ``node`` around unreachable peers and recent failures.
+
+        Raises:
+            NoRouteError: if the policy or the failures leave none.
+        """
+        now = self.clock()
+        states = {lk.link_id: LinkState(up=False) for lk in self.config.links if lk.peer in self._unreachable}
+        states |= {name: LinkState(up=False) for name, until in self._failing.items() if until > now}
+        avoid = [name for name, until in self._failing.items() if until > now]
+        return self.router.route(self.kme_id, node, states, avoid_nodes=avoid)
+
+    async def relay_keys(self, plan: EncPlan) -> list[DeliveredKey]:
+        """Relay ``plan``'s keys to its target; the master's keys once the target has stored them.
+
+        Raises:
+            Etsi014Error: 503 if no route works (each try's failure is named).
+        """
+        route, failures = plan.route, []
+        for _ in range(RELAY_TRIES):
+            try:
+                keys, hop = self.manager.relay_start(plan.master, plan.slaves, plan.number, plan.size, route)
+            except StoreError as exc:
+                raise Etsi014Error(503, exc.message, exc.details) from None
+            try:
+                await self.send_async(str(hop.next_node), hop.body)
+                return keys
+            except PeerError as exc:
+                failed = self._relay_failed(str(hop.next_node), exc)
+                failures.append(f"{' -> '.join(route)}: {exc}")
+                self.manager.event("relay-reroute", f"relay to {plan.target} failed at {failed}; trying another route")
+            try:
+                route = self.route_to(plan.target)
+            except NoRouteError as exc:
+                failures.append(str(exc))
+                break
+        raise Etsi014Error(503, f"key relay to {plan.target} failed", [{"try": f} for f in failures])
+
+    async def relay_hop(self, opened: Opened) -> dict[str, Any]:
+        """Apply a relay message and pass it on; the reply comes back once the last node stored it.
+
+        Raises:
+            PeerError: 503 naming the failed node or link, if a later hop failed.
+        """
+        step = self.manager.relay_step(opened)
+        if step.next_node is None:
+            return {"ok": True, "stored": len(step.key_ids), "at": self.kme_id}
+        try:
+            return await self.send_async(step.next_node, step.body)
+        except PeerError as exc:
+            failed = self._relay_failed(step.next_node, exc)
+            raise PeerError(f"relay failed at {failed}: {exc}", 503, {"failed": failed}) from None
+
+    def _relay_failed(self, next_node: str, exc: PeerError) -> str:
+        """Note what failed (a node or link further on, else the next node) and hold it down."""
+        body = exc.body if isinstance(exc.body, dict) else {}
+        named = [body.get("failed")] + [d.get("failed") for d in body.get("details") or [] if isinstance(d, dict)]
+        failed = next((f for f in named if f), None) or next_node
+        if exc.status is None:
+            self._reachable(next_node, False, str(exc))
+        self._failing[str(failed)] = self.clock() + HOLD_DOWN_S
+        return str(failed)
+
+    async def send_async(self, peer: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Sign ``body`` and deliver it to ``peer`` from the event loop.
+
+        Raises:
+            PeerError: if the peer is unreachable or refuses it.
+        """
+        envelope = seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
+        return await self._async_client(peer).send(envelope)
+
+    def _async_client(self, peer: str) -> AsyncKmClient:
+        client = self._async_clients.get(peer)
+        if client is None:
+            client = self._async_clients[peer] = AsyncKmClient(self._peer_urls[peer], self._context)
+        return client
+
     # -- KM-to-KM ----------------------------------------------------------------------------------------
 
     def send(self, peer: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -194,11 +290,8 @@ class KmeNode:
 
     async def _flush_once_async(self) -> None:
         for peer, rows in self._outbox_by_peer().items():
-            client = self._async_clients.get(peer)
-            if client is None:
-                client = self._async_clients[peer] = AsyncKmClient(self._peer_urls[peer], self._context)
             try:
-                await client.send(self._batch(peer, rows))
+                await self._async_client(peer).send(self._batch(peer, rows))
             except PeerError as exc:
                 self._reachable(peer, False, str(exc))
                 continue
@@ -230,7 +323,7 @@ class KmeNode:
         return by_peer
 
     def _batch(self, peer: str, rows: list[tuple[int, dict[str, Any]]]) -> bytes:
-        body = {"type": "batch", "link_id": self.manager.links[peer].link_id, "messages": [b for _, b in rows]}
+        body = {"type": "batch", "link_id": self.manager.links[peer][0].link_id, "messages": [b for _, b in rows]}
         return seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
 
     def _flush_loop(self) -> None:
@@ -265,26 +358,26 @@ class KmeNode:
     def _sync_loop(self) -> None:
         last_expiry = last_checkpoint = 0.0
         while not self._stop.wait(SYNC_PERIOD_S):
-            for peer in self.manager.links:
-                self._sync_with(peer)
+            for link in self.manager.by_id.values():
+                self._sync_with(link.peer, link.link_id)
             if self.clock() - last_checkpoint > CHECKPOINT_PERIOD_S:
                 last_checkpoint = self.clock()
                 self.store.checkpoint()
             if self.clock() - last_expiry > EXPIRY_PERIOD_S:
                 last_expiry = self.clock()
                 self.store.expire(last_expiry)
-                self.manager.check_pools({lk.peer: lk.low_water_units for lk in self.config.links
+                self.manager.check_pools({lk.link_id: lk.low_water_units for lk in self.config.links
                                           if lk.low_water_units and self.clock() - self._started_s > STARTUP_GRACE_S})
 
-    def _sync_with(self, peer: str) -> None:
-        offer = self.manager.sync_offer(peer)
+    def _sync_with(self, peer: str, link_id: str) -> None:
+        offer = self.manager.sync_offer(link_id)
         if offer is None and peer not in self._unreachable:
             return
-        offer = offer or {"type": "sync", "link_id": self.manager.links[peer].link_id, "offered": []}  # a probe
+        offer = offer or {"type": "sync", "link_id": link_id, "offered": []}  # a probe
         try:
             answer = self.send(peer, offer)
         except PeerError as exc:
             self._reachable(peer, False, str(exc))
             return
         self._reachable(peer, True)
-        self.manager.sync_answered(peer, offer, answer)
+        self.manager.sync_answered(link_id, offer, answer)

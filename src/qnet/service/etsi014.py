@@ -7,19 +7,25 @@ serve), 503 (not enough key, or the peer KME is unreachable).
 
 The caller's SAE_ID is passed in by the adapter, which takes it from the client certificate (sec.
 4.3); a request never names its own caller.
+
+A slave SAE at a node without a QKD link to this one is served by key relay: :meth:`enc_plan`
+checks the request and access rights and finds the route (``route_to``, the control layer's
+router), and the adapter runs the relay, which needs the network. Access control (Y.3804): an SAE
+whose spec entry lists ``peers`` shares keys with those SAEs only; any other pair gets 401.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from qnet.control.routing import NoRouteError
 from qnet.keys.store import DeliveredKey, NotEnoughKey, StoreError
 
-__all__ = ["Etsi014Error", "Etsi014Service", "KeyManagerLike", "KmeLimits", "keys_body"]
+__all__ = ["EncPlan", "Etsi014Error", "Etsi014Service", "KeyManagerLike", "KmeLimits", "keys_body"]
 
 
 class Etsi014Error(Exception):
@@ -54,6 +60,9 @@ class KeyManagerLike(Protocol):
 
     def local_sae(self, sae_id: str) -> bool: ...
     def peer_of(self, sae_id: str) -> str | None: ...
+    def node_of(self, sae_id: str) -> str | None: ...
+    def peer_of_node(self, node: str) -> bool: ...
+    def allowed(self, sae_a: str, sae_b: str) -> bool: ...
     def stock_for(self, peer: str) -> int: ...
     def enc_keys(self, master: str, slaves: Sequence[str], number: int, size: int) -> list[DeliveredKey]: ...
     def dec_keys(self, slave: str, master: str, key_ids: Sequence[str]) -> list[DeliveredKey]: ...
@@ -64,38 +73,81 @@ def keys_body(keys: Sequence[DeliveredKey]) -> dict[str, Any]:
     return {"keys": [{"key_ID": k.key_ID, "key": base64.b64encode(k.key).decode()} for k in keys]}
 
 
-class Etsi014Service:
-    """The three ETSI 014 methods over one KME's key manager."""
+@dataclass(frozen=True)
+class EncPlan:
+    """A checked ``enc_keys`` request: for the slaves at ``target`` (a peer, or reached over ``route``)."""
 
-    def __init__(self, manager: KeyManagerLike, limits: KmeLimits | None = None) -> None:
-        self.manager, self.limits = manager, limits or KmeLimits()
+    master: str
+    slaves: list[str]
+    number: int
+    size: int
+    target: str
+    route: list[str]
+
+    @property
+    def relayed(self) -> bool:
+        """Whether the keys must be relayed through trusted nodes."""
+        return len(self.route) > 2
+
+
+def _no_routes(node: str) -> list[str]:
+    raise NoRouteError(f"no route to {node}: this KME has no routing")
+
+
+class Etsi014Service:
+    """The three ETSI 014 methods over one KME's key manager.
+
+    Args:
+        manager: the key manager.
+        limits: what the KME announces.
+        route_to: node -> route from this node (both ends included), for relayed keys.
+    """
+
+    def __init__(self, manager: KeyManagerLike, limits: KmeLimits | None = None,
+                 route_to: Callable[[str], list[str]] = _no_routes) -> None:
+        self.manager, self.limits, self.route_to = manager, limits or KmeLimits(), route_to
 
     def status(self, caller: str, slave: str) -> dict[str, Any]:
-        """Get status (sec. 5.1) of the link between the caller (master) and ``slave``."""
-        peer = self._pair(caller, slave)
+        """Get status (sec. 5.1) of the key supply between the caller (master) and ``slave``."""
+        target = self._pair(caller, slave)
+        route = self._route(target)
         per_key = -(-self.limits.key_size // self.manager.unit_bits)
         lim = self.limits
-        return {"source_KME_ID": self.manager.kme_id, "target_KME_ID": peer, "master_SAE_ID": caller,
+        return {"source_KME_ID": self.manager.kme_id, "target_KME_ID": target, "master_SAE_ID": caller,
                 "slave_SAE_ID": slave, "key_size": lim.key_size,
-                "stored_key_count": self.manager.stock_for(peer) // per_key, "max_key_count": lim.max_key_count,
+                "stored_key_count": self.manager.stock_for(route[1]) // per_key, "max_key_count": lim.max_key_count,
                 "max_key_per_request": lim.max_key_per_request, "max_key_size": lim.max_key_size,
                 "min_key_size": lim.min_key_size, "max_SAE_ID_count": lim.max_SAE_ID_count}
 
     def enc_keys(self, caller: str, slave: str, number: int | None = None, size: int | None = None,
                  additional_slaves: Sequence[str] | None = None,
                  extension_mandatory: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Get key (sec. 5.2): ``number`` keys of ``size`` bits for the caller and its slave(s)."""
-        peer = self._pair(caller, slave)
+        """Get key (sec. 5.2) from a peer's link: ``number`` keys of ``size`` bits for the caller and
+        its slave(s). A relayed pair gets 503 here: the adapter runs relays (:meth:`enc_plan`)."""
+        return self.deliver(self.enc_plan(caller, slave, number, size, additional_slaves, extension_mandatory))
+
+    def enc_plan(self, caller: str, slave: str, number: int | None = None, size: int | None = None,
+                 additional_slaves: Sequence[str] | None = None,
+                 extension_mandatory: Sequence[dict[str, Any]] | None = None) -> EncPlan:
+        """Check an enc_keys request (caller, access, sizes, route) without taking any key."""
+        target = self._pair(caller, slave)
         number = 1 if number is None else number
         size = self.limits.key_size if size is None else size
         self._check_request(number, size, additional_slaves or [], extension_mandatory or [])
         for extra in additional_slaves or []:
-            if self.manager.peer_of(extra) != peer:
-                raise Etsi014Error(401, "additional slave SAE not reachable through the same KME pair",
-                                   [{"additional_slave_SAE_ID": extra, "target_KME_ID": peer}])
+            if self.manager.node_of(extra) != target or not self.manager.allowed(caller, extra):
+                raise Etsi014Error(401, "additional slave SAE not attached to the same KME as the slave, or not "
+                                        "allowed to share keys with the master",
+                                   [{"additional_slave_SAE_ID": extra, "target_KME_ID": target}])
         slaves = [slave, *(s for s in additional_slaves or [] if s != slave)]
+        return EncPlan(caller, slaves, number, size, target, self._route(target))
+
+    def deliver(self, plan: EncPlan) -> dict[str, Any]:
+        """Hand out the keys of a planned request over the link to the target's KME."""
+        if plan.relayed:
+            raise Etsi014Error(503, f"keys for {plan.target} must be relayed over {' -> '.join(plan.route)}")
         try:
-            return keys_body(self.manager.enc_keys(caller, slaves, number, size))
+            return keys_body(self.manager.enc_keys(plan.master, plan.slaves, plan.number, plan.size))
         except NotEnoughKey as exc:
             raise Etsi014Error(503, exc.message, exc.details) from None
         except StoreError as exc:
@@ -106,8 +158,12 @@ class Etsi014Service:
         if not self.manager.local_sae(caller):
             raise Etsi014Error(401, "unknown SAE: no SAE with this certificate's SAE_ID is attached to this KME",
                                [{"SAE_ID": caller}])
-        if self.manager.peer_of(master) is None:
-            raise Etsi014Error(401, "no key link to the master SAE's KME", [{"master_SAE_ID": master}])
+        if self.manager.node_of(master) is None:
+            raise Etsi014Error(401, "unknown master SAE: not attached to any KME of this network",
+                               [{"master_SAE_ID": master}])
+        if not self.manager.allowed(master, caller):
+            raise Etsi014Error(401, "access control: these SAEs may not share keys",
+                               [{"master_SAE_ID": master, "slave_SAE_ID": caller}])
         if not key_ids:
             raise Etsi014Error(400, "no key_IDs given")
         if len(key_ids) > self.limits.max_key_per_request:
@@ -127,10 +183,22 @@ class Etsi014Service:
         if not self.manager.local_sae(caller):
             raise Etsi014Error(401, "unknown SAE: no SAE with this certificate's SAE_ID is attached to this KME",
                                [{"SAE_ID": caller}])
-        peer = self.manager.peer_of(slave)
-        if peer is None:
-            raise Etsi014Error(401, "this KME has no key link to the slave SAE", [{"slave_SAE_ID": slave}])
-        return peer
+        target = self.manager.node_of(slave)
+        if target is None or target == self.manager.kme_id:
+            why = "is attached to this same KME" if target else "is not attached to any KME of this network"
+            raise Etsi014Error(401, f"no key supply to the slave SAE: it {why}", [{"slave_SAE_ID": slave}])
+        if not self.manager.allowed(caller, slave):
+            raise Etsi014Error(401, "access control: these SAEs may not share keys",
+                               [{"master_SAE_ID": caller, "slave_SAE_ID": slave}])
+        return target
+
+    def _route(self, target: str) -> list[str]:
+        if self.manager.peer_of_node(target):
+            return [self.manager.kme_id, target]
+        try:
+            return self.route_to(target)
+        except NoRouteError as exc:
+            raise Etsi014Error(503, f"no relay route to {target}: {exc}", [{"target_KME_ID": target}]) from None
 
     def _check_request(self, number: int, size: int, additional: Sequence[str],
                        mandatory: Sequence[dict[str, Any]]) -> None:
