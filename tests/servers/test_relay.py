@@ -50,7 +50,8 @@ def relay(net: LiveNet, master: str, m_node: str, slave: str, s_node: str, numbe
                           json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]})
         assert d.status_code == 200, d.text
         got = {k["key_ID"]: base64.b64decode(k["key"]) for k in d.json()["keys"]}
-        again = dec_http.post(f"{net.url(s_node)}{API}/{master}/dec_keys", json={"key_IDs": [{"key_ID": keys[0]["key_ID"]}]})
+        again = dec_http.post(f"{net.url(s_node)}{API}/{master}/dec_keys",
+                              json={"key_IDs": [{"key_ID": keys[0]["key_ID"]}]})
         assert again.status_code == 400 and "already delivered" in again.text
     return [(k["key_ID"], base64.b64decode(k["key"]), got.get(k["key_ID"], b"")) for k in keys]
 

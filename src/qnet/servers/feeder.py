@@ -94,6 +94,7 @@ def feed(store: KeyStore, link: LinkConfig, source: _Source, epoch: float, *, ro
 
 def feeder_main(config_path: str, link_id: str) -> None:
     """Entry point of the feeder process of ``link_id`` in the KME configured at ``config_path``."""
+    os.nice(10)  # the photon simulation yields the cores to the key managers' requests
     config = load_config(Path(config_path))
     link = next(lk for lk in config.links if lk.link_id == link_id)
     store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
