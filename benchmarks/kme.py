@@ -70,8 +70,15 @@ def _context(net: LiveNet, sae: str) -> ssl.SSLContext:
     return ctx
 
 
-async def _load(net: LiveNet, seconds: float, concurrency: int, number: int) -> tuple[int, int, list[float], int]:
-    enc_ctx, dec_ctx = _context(net, "SAE_A"), _context(net, "SAE_B")
+PAIR = (("SAE_A", "Alice"), ("SAE_B", "Bob"))
+
+
+async def _load(net: LiveNet, seconds: float, concurrency: int, number: int,
+                pair: tuple[tuple[str, str], tuple[str, str]] = PAIR) -> tuple[int, int, list[float], int]:
+    """``concurrency`` clients each doing enc_keys at the master's KME then dec_keys at the slave's
+    for ``seconds``: (pairs, keys, pair latencies, errors)."""
+    (master, m_node), (slave, s_node) = pair
+    enc_ctx, dec_ctx = _context(net, master), _context(net, slave)
     pairs = keys = errors = 0
     latencies: list[float] = []
     enc_lat: list[float] = []
@@ -79,10 +86,10 @@ async def _load(net: LiveNet, seconds: float, concurrency: int, number: int) -> 
 
     async def worker() -> None:
         nonlocal pairs, keys, errors
-        enc, dec = _Conn(net.url("Alice"), enc_ctx), _Conn(net.url("Bob"), dec_ctx)
+        enc, dec = _Conn(net.url(m_node), enc_ctx), _Conn(net.url(s_node), dec_ctx)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            status, body = await enc.request("GET", f"{API}/SAE_B/enc_keys?number={number}")
+            status, body = await enc.request("GET", f"{API}/{slave}/enc_keys?number={number}")
             if status != 200:
                 errors += 1
                 if errors < 3:
@@ -91,7 +98,7 @@ async def _load(net: LiveNet, seconds: float, concurrency: int, number: int) -> 
             got = json.loads(body)["keys"]
             enc_lat.append(time.perf_counter() - start)
             ids = json.dumps({"key_IDs": [{"key_ID": k["key_ID"]} for k in got]}).encode()
-            status, body = await dec.request("POST", f"{API}/SAE_A/dec_keys", ids)
+            status, body = await dec.request("POST", f"{API}/{master}/dec_keys", ids)
             if status != 200 or json.loads(body)["keys"] != got:
                 errors += 1
                 if errors < 3:

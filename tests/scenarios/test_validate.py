@@ -88,6 +88,7 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("satellite on the ground", _set("nodes[3].location.altitude_km", 0), "nodes[3].location.altitude_km", r"a satellite needs a location with altitude_km > 0"),
     ("SAE at unknown node", _set("applications[1].node", "C"), "applications[1].node", r"unknown node 'C'"),
     ("duplicate SAE", _set("applications[1].sae_id", "SA"), "applications[1].sae_id", r"duplicate SAE ID 'SA'"),
+    ("access to unknown SAE", _set("applications[0].peers", ["SBx"]), "applications[0].peers[0]", r"unknown SAE 'SBx'; did you mean 'SB'\?"),
     ("demand with unknown SAE", _set("demands[0].between", ["SA", "SX"]), "demands[0].between[1]", r"unknown SAE 'SX'"),
     ("demand with itself", _set("demands[0].between", ["SA", "SA"]), "demands[0].between", r"two different SAEs"),
     ("demand of no key", _set("demands[0].key_rate_bps", 0), "demands[0].key_rate_bps", r"must be > 0"),

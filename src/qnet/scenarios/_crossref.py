@@ -159,6 +159,11 @@ class _Crossref:
                 ids.append((i, sae))
             if node := _text(item, "node"):
                 yield from self._unknown(f"applications[{i}].node", node)
+            peers = item.get("peers") if isinstance(item, dict) else None
+            for j, peer in enumerate(peers if isinstance(peers, list) else []):
+                if isinstance(peer, str) and peer not in self.sae_nodes:
+                    yield Problem(f"applications[{i}].peers[{j}]",
+                                  f"unknown SAE {peer!r}" + did_you_mean(peer, sorted(self.sae_nodes)))
         yield from _duplicates("applications", ids, "SAE ID", "sae_id")
 
     def _demands(self) -> Iterator[Problem]:
