@@ -65,7 +65,7 @@ def start(store: KeyStore, link_id: str, *, route: Sequence[str], master: str, s
             material = b"".join(m for _, m in part)
             delivered.append(DeliveredKey(key_id, material[:size_bits // 8]))
             entries.append({"key_ID": key_id, "units": [u for u, _ in part]})
-            _spend(conn, [u for u, _ in part], f"relay {key_id} hop 1 {'-'.join(route)}")
+            KeyStore.spend(conn, [u for u, _ in part], f"relay {key_id} hop 1 {'-'.join(route)}")
     body = {"type": "relay", "link_id": link_id, "route": list(route), "hop": 1, "master": master,
             "slaves": list(slaves), "size": size_bits, "keys": entries}
     return delivered, RelayHop(route[1], body, [d.key_ID for d in delivered])
@@ -100,7 +100,7 @@ def forward(store: KeyStore, conn: Connection, sender: str, body: dict[str, Any]
     entries = []
     for i, (key_id, secret) in enumerate(plain):
         part = units[i * per_key:(i + 1) * per_key]
-        _spend(conn, [u for u, _ in part], f"relay {key_id} hop {hop + 1}")
+        KeyStore.spend(conn, [u for u, _ in part], f"relay {key_id} hop {hop + 1}")
         pad = b"".join(m for _, m in part)
         entries.append({"key_ID": key_id, "units": [u for u, _ in part],
                         "c": base64.b64encode(_xor(secret, pad)).decode()})
@@ -129,15 +129,11 @@ def consumed(store: KeyStore, link_id: str) -> int:
 
 
 def _take_own(store: KeyStore, conn: Connection, link_id: str, need: int, now_s: float) -> list[tuple[str, bytes]]:
-    rows = conn.execute(
-        sa.select(keys.c.key_ID, keys.c.material)
-        .where(keys.c.link_id == link_id, keys.c.owner == store.kme_id, keys.c.state == AVAILABLE,
-               keys.c.expires_s > now_s)
-        .order_by(keys.c.seq).limit(need).with_for_update(skip_locked=True)).all()
-    if len(rows) < need:
-        raise NotEnoughKey(f"not enough key on link {link_id} to relay: {need} units needed, {len(rows)} available",
-                           [{"link_id": link_id, "available_units": str(len(rows)), "needed_units": str(need)}])
-    return [(r[0], r[1]) for r in rows]
+    units = store.servable(conn, link_id, need, now_s)
+    if len(units) < need:
+        raise NotEnoughKey(f"not enough key on link {link_id} to relay: {need} units needed, {len(units)} available",
+                           [{"link_id": link_id, "available_units": str(len(units)), "needed_units": str(need)}])
+    return units
 
 
 def _spend_named(store: KeyStore, conn: Connection, link_id: str, owner: str, ids: Sequence[str], per_key: int,
@@ -153,7 +149,7 @@ def _spend_named(store: KeyStore, conn: Connection, link_id: str, owner: str, id
         if row is None or row.link_id != link_id or row.owner != owner or row.state not in (NEW, AVAILABLE):
             why = "unknown here" if row is None else f"link {row.link_id}, owner {row.owner}, state {row.state}"
             raise StoreError(f"relay unit {unit} cannot be used: {why}", [{"key_ID": unit, "reason": why}])
-    _spend(conn, list(ids), note)
+    KeyStore.spend(conn, list(ids), note)
     return b"".join(rows[u].material for u in ids)
 
 
@@ -166,11 +162,6 @@ def _store_for_slaves(store: KeyStore, conn: Connection, origin: str, body: dict
          "master_sae": body["master"], "slaves": slaves, "pending": slaves, "created_s": now_s,
          "expires_s": now_s + store.lifetime_s, "note": f"relayed over {'-'.join(body['route'])}"}
         for key_id, secret in plain])
-
-
-def _spend(conn: Connection, ids: Sequence[str], note: str) -> None:
-    conn.execute(keys.update().where(keys.c.key_ID.in_(_IDS)).values(state=SPENT, material=None, pending=None,
-                                                                     note=note), {"ids": list(ids)})
 
 
 def _xor(a: bytes, b: bytes) -> bytes:

@@ -245,7 +245,7 @@ class KeyStore:
                     keys_table.c.link_id == link_id, keys_table.c.owner == owner, keys_table.c.state == NEW,
                     keys_table.c.seq < max(seq_of.values()), keys_table.c.created_s < now_s - grace_s,
                     keys_table.c.key_ID.not_in(list(offered))))]
-                self._spend(conn, skipped, "discarded: the owner never offered it (sync)")
+                self.spend(conn, skipped, "discarded: the owner never offered it (sync)")
         return {"held": held, "in_order": in_order, "discarded": skipped}
 
     def apply_answer(self, link_id: str, offered: Sequence[str], held: Sequence[str], grace_s: float,
@@ -261,7 +261,7 @@ class KeyStore:
             lacking = [k for k in offered[:newest] if k not in held_set]
             stale = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
                 keys_table.c.key_ID.in_(lacking), keys_table.c.created_s < now_s - grace_s))] if lacking else []
-            self._spend(conn, stale, "discarded: the peer never received it (sync)")
+            self.spend(conn, stale, "discarded: the peer never received it (sync)")
         return stale
 
     # -- serving ----------------------------------------------------------------------------------
@@ -292,11 +292,7 @@ class KeyStore:
         per_key = math.ceil(size_bits / unit_bits)
         need = number * per_key
         with self.transaction() as conn:
-            rows = conn.execute(
-                sa.select(keys_table.c.key_ID, keys_table.c.material)
-                .where(keys_table.c.link_id == link_id, keys_table.c.owner == self.kme_id,
-                       keys_table.c.state == AVAILABLE, keys_table.c.expires_s > now_s)
-                .order_by(keys_table.c.seq).limit(need).with_for_update(skip_locked=True)).all()
+            rows = self.servable(conn, link_id, need, now_s)
             if len(rows) < need:
                 raise NotEnoughKey(f"not enough key: {number} key(s) of {size_bits} bits need {need} units of "
                                    f"{unit_bits} bits, {len(rows)} available",
@@ -307,13 +303,22 @@ class KeyStore:
                 ids = [r[0] for r in part]
                 keys.append(DeliveredKey(ids[0], b"".join(r[1] for r in part)[:size_bits // 8]))
                 groups.append({"key_ID": ids[0], "units": ids, "size": size_bits})
-            self._spend(conn, [r[0] for r in rows], f"delivered to master {master_sae}")
+            self.spend(conn, [r[0] for r in rows], f"delivered to master {master_sae}")
             row = conn.execute(outbox_table.insert().values(peer=peer, created_s=now_s,
                                                             body=json.dumps(message(groups))))
             inserted = row.inserted_primary_key
             assert inserted is not None
             self.last_outbox_id = int(inserted[0])
         return keys
+
+    def servable(self, conn: Connection, link_id: str, limit: int, now_s: float) -> list[tuple[str, bytes]]:
+        """Within the caller's transaction: up to ``limit`` units of ``link_id`` this end may serve,
+        oldest first, as (key_ID, material)."""
+        return [(r[0], r[1]) for r in conn.execute(
+            sa.select(keys_table.c.key_ID, keys_table.c.material)
+            .where(keys_table.c.link_id == link_id, keys_table.c.owner == self.kme_id,
+                   keys_table.c.state == AVAILABLE, keys_table.c.expires_s > now_s)
+            .order_by(keys_table.c.seq).limit(limit).with_for_update(skip_locked=True))]
 
     def assign(self, conn: Connection, sender: str, groups: Sequence[dict[str, Any]], master_sae: str,
                slaves: Sequence[str]) -> None:
@@ -400,7 +405,7 @@ class KeyStore:
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
                 raise StoreError(f"key_ID {problems[0]['key_ID']}: {problems[0]['reason']}{more}", problems)
             done = [r.key_ID for group, pending in updates if not pending for r in group]
-            self._spend(conn, done, f"delivered to slave {sae_id}")
+            self.spend(conn, done, f"delivered to slave {sae_id}")
             for group, pending in updates:
                 if pending:
                     conn.execute(keys_table.update().where(keys_table.c.key_ID.in_([r.key_ID for r in group])).values(
@@ -469,7 +474,7 @@ class KeyStore:
         with self.transaction() as conn:
             ids = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
                 keys_table.c.state != SPENT, keys_table.c.expires_s <= now_s))]
-            self._spend(conn, ids, "expired (key lifetime)")
+            self.spend(conn, ids, "expired (key lifetime)")
             conn.execute(nonces_table.delete().where(nonces_table.c.expires_s <= now_s))
         return len(ids)
 
@@ -495,7 +500,8 @@ class KeyStore:
         return value
 
     @staticmethod
-    def _spend(conn: Connection, ids: Sequence[str], note: str) -> None:
+    def spend(conn: Connection, ids: Sequence[str], note: str) -> None:
+        """Within the caller's transaction: mark units spent and erase their material."""
         for start in range(0, len(ids), 500):
             conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(_IDS)).values(
                 state=SPENT, material=None, pending=None, note=note), {"ids": list(ids[start:start + 500])})

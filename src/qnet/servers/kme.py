@@ -234,18 +234,23 @@ async def _km_message(node: KmeNode, data: bytes, peer: str) -> JSONResponse:
     try:
         opened = open_envelope(data, receiver=node.kme_id, verify_keys=node.verify_keys, now_s=node.clock(),
                                tls_peer=peer)
-        if opened.body.get("type") == "relay":
-            return JSONResponse(await node.relay_hop(opened))
-        return JSONResponse(node.manager.handle(opened))
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _error(401, f"KM-to-KM message refused: {exc.reason}")
-    except PeerError as exc:
+    relayed = opened.body.get("type") == "relay"
+    try:
+        return JSONResponse(await node.relay_hop(opened) if relayed else node.manager.handle(opened))
+    except EnvelopeError as exc:
+        node.manager.refuse(exc.reason)
+        return _error(401, f"KM-to-KM message refused: {exc.reason}")
+    except PeerError as exc:  # a later hop of a relay failed
         return _error(503, str(exc), [exc.body] if isinstance(exc.body, dict) else [])
     except StoreError as exc:
-        node.manager.event("relay-refused" if "relay" in exc.message else "sync-mismatch", exc.message)
-        failed = {"failed": f"{node.kme_id}"} if "relay" in exc.message or "not enough" in exc.message else {}
-        return _error(400 if not failed else 503, exc.message, [*exc.details, *([failed] if failed else [])])
+        if not relayed:
+            node.manager.event("sync-mismatch", exc.message)
+            return _error(400, exc.message, exc.details)
+        node.manager.event("relay-refused", exc.message)  # this hop failed: the sender routes around it
+        return _error(503, exc.message, [*exc.details, {"failed": node.kme_id}])
 
 
 class PeerCertProtocol(HttpToolsProtocol):
