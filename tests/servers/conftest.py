@@ -70,6 +70,15 @@ class LiveNet:
         port = int(self.url(node).rsplit(":", 1)[1])
         assert wait_for_port("127.0.0.1", port, 60), (self.root / f"{node}.log").read_text()
 
+    def start_controller(self) -> None:
+        assert self.dep.controller_config is not None and self.dep.controller_url is not None
+        with open(self.root / "controller.log", "ab") as log:
+            self.procs["controller"] = subprocess.Popen(
+                [sys.executable, "-m", "qnet", "controller", "serve", str(self.dep.controller_config)],
+                stdout=log, stderr=log)
+        port = int(self.dep.controller_url.rsplit(":", 1)[1])
+        assert wait_for_port("127.0.0.1", port, 60), (self.root / "controller.log").read_text()
+
     def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(node)
         os.kill(proc.pid, sig)
@@ -90,10 +99,13 @@ class LiveNet:
 
 
 def start_net(root: Path, *, source: dict[str, Any] | None = None, spec: Path = TWO_NODES) -> LiveNet:
+    """The controller and every KME of ``spec``, each in its own process."""
     net = load_spec(spec)
-    ports = dict(zip([n.name for n in net.nodes], free_ports(len(net.nodes)), strict=True))
+    names = [n.name for n in net.nodes]
+    ports = dict(zip([*names, "controller"], free_ports(len(names) + 1), strict=True))
     live = LiveNet(init_deployment(root, net, ports=ports, source=source))
-    for node in ports:
+    live.start_controller()
+    for node in names:
         live.start(node)
     return live
 

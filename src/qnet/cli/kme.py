@@ -66,6 +66,9 @@ def serve(
         return
     procs = [subprocess.Popen([sys.executable, "-m", "qnet", "kme", "serve", str(c), *(["--no-links"] * no_links)])
              for c in configs]
+    controller = target / "controller" / "controller.json"
+    if target.is_dir() and node is None and controller.exists():
+        procs.append(subprocess.Popen([sys.executable, "-m", "qnet", "controller", "serve", str(controller)]))
     try:
         for proc in procs:
             proc.wait()

@@ -6,9 +6,10 @@ feeds, its KM-to-KM channels) and, once every server answers over mutual TLS, wr
 ``DIR/endpoints.json`` for scripts and ETSI 014 clients::
 
     {"ca_cert": PATH, "kmes": {NODE: URL}, "saes": {SAE_ID: {"node": NODE, "cert": PATH, "key": PATH}},
-     "controller": null}
+     "controller": URL, "operator": {"cert": PATH, "key": PATH}}
 
-(``controller`` is null until the network has a controller server.) It stays up until Ctrl-C or
+The controller (``qnet controller serve``) runs beside the KMEs: each KME reports to it every control
+period; the operator's certificate may cut and restore links there. It stays up until Ctrl-C or
 ``qnet down --state-dir DIR``; started again on the same directory, it resumes from the stores.
 """
 
@@ -59,7 +60,7 @@ def up(
     spec = load_spec(spec_path)
     root = state_dir or Path(tempfile.mkdtemp(prefix="qnet-up-"))
     dep = _deployment(root, spec, base_port, {"speedup": speedup, "kind": source})
-    procs = _start(root, dep.configs)
+    procs = _start(root, dep)
     try:
         endpoints = _wait_and_describe(root, dep, procs)
         _print(spec.name, endpoints, root)
@@ -102,7 +103,8 @@ def _deployment(root: Path, spec: Any, base_port: int, source: dict[str, Any]) -
     if not (root / "ca.pem").exists():
         return init_deployment(root, spec, base_port=base_port, source=source)
     configs = {n.name: root / f"{n.name}.json" for n in spec.nodes}
-    missing = [str(p) for p in configs.values() if not p.exists()]
+    controller = root / "controller" / "controller.json"
+    missing = [str(p) for p in [*configs.values(), controller] if not p.exists()]
     if missing:
         raise QNetError(f"{root} holds another network (missing {', '.join(missing)}); use a fresh --state-dir")
     kmes = {}
@@ -110,15 +112,20 @@ def _deployment(root: Path, spec: Any, base_port: int, source: dict[str, Any]) -
         cfg = json.loads(path.read_text())
         kmes[node] = f"https://{cfg['host']}:{cfg['port']}"
     err_console.print(f"resuming the network in {root} from its stores")
-    return Deployment(root, kmes, configs, {s.sae_id: s.node for s in spec.applications})
+    port = json.loads(controller.read_text())["port"]
+    return Deployment(root, kmes, configs, {s.sae_id: s.node for s in spec.applications},
+                      f"https://127.0.0.1:{port}", controller)
 
 
-def _start(root: Path, configs: dict[str, Path]) -> dict[str, subprocess.Popen[bytes]]:
+def _start(root: Path, dep: Any) -> dict[str, subprocess.Popen[bytes]]:
+    """The controller (logged as ``controller``), then one KME per node."""
     (root / "logs").mkdir(exist_ok=True)
     procs = {}
-    for node, path in configs.items():
-        with open(root / "logs" / f"{node}.log", "ab") as log:
-            procs[node] = subprocess.Popen([sys.executable, "-m", "qnet", "kme", "serve", str(path)],
+    commands = {"controller": ["controller", "serve", str(dep.controller_config)]}
+    commands |= {node: ["kme", "serve", str(path)] for node, path in dep.configs.items()}
+    for name, args in commands.items():
+        with open(root / "logs" / f"{name}.log", "ab") as log:
+            procs[name] = subprocess.Popen([sys.executable, "-m", "qnet", *args],
                                            stdout=log, stderr=log, start_new_session=True)
     return procs
 
@@ -133,25 +140,31 @@ def _wait_and_describe(root: Path, dep: Any, procs: dict[str, subprocess.Popen[b
     ctx.load_cert_chain(str(root / "kme" / f"{first}.pem"), str(root / "kme" / f"{first}.key"))
     deadline = time.monotonic() + timeout_s
     with httpx.Client(verify=ctx, timeout=2) as http:
-        for node, url in dep.kmes.items():
+        for node, url in {**dep.kmes, "controller": dep.controller_url}.items():
             while True:
                 if procs[node].poll() is not None:
-                    raise QNetError(f"the KME of {node} exited; see {root / 'logs' / (node + '.log')}")
+                    raise QNetError(f"the {_what(node)} exited; see {root / 'logs' / (node + '.log')}")
                 try:
                     if http.get(f"{url}/openapi.json").status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise QNetError(f"the KME of {node} did not answer within {timeout_s:.0f} s")
+                    raise QNetError(f"the {_what(node)} did not answer within {timeout_s:.0f} s")
                 time.sleep(0.2)
     endpoints = {"ca_cert": str((root / "ca.pem").resolve()), "kmes": dict(dep.kmes),
                  "saes": {sae: {"node": node, "cert": str((root / "sae" / f"{sae}.pem").resolve()),
                                 "key": str((root / "sae" / f"{sae}.key").resolve())}
                           for sae, node in dep.saes.items()},
-                 "controller": None}
+                 "controller": dep.controller_url,
+                 "operator": {"cert": str((root / "operator" / "operator.pem").resolve()),
+                              "key": str((root / "operator" / "operator.key").resolve())}}
     (root / "endpoints.json").write_text(json.dumps(endpoints, indent=2))
     return endpoints
+
+
+def _what(name: str) -> str:
+    return "controller" if name == "controller" else f"KME of {name}"
 
 
 def _print(name: str, endpoints: dict[str, Any], root: Path) -> None:
@@ -163,7 +176,8 @@ def _print(name: str, endpoints: dict[str, Any], root: Path) -> None:
         saes = [f"{sae}: {info['cert']}" for sae, info in endpoints["saes"].items() if info["node"] == node]
         table.add_row(node, url, "\n".join(saes) or "-")
     console.print(table)
-    console.print(f"CA: {endpoints['ca_cert']}\nendpoints: {(root / 'endpoints.json').resolve()}\n"
+    console.print(f"controller (Y.3804 control API): {endpoints['controller']}/control/v1\n"
+                  f"CA: {endpoints['ca_cert']}\nendpoints: {(root / 'endpoints.json').resolve()}\n"
                   f"logs: {(root / 'logs').resolve()}\nCtrl-C (or: qnet down --state-dir {root}) stops the network",
                   highlight=False)
 
@@ -179,16 +193,20 @@ def _watch(procs: dict[str, subprocess.Popen[bytes]]) -> None:
         for node, proc in procs.items():
             if proc.poll() is not None and node not in reported:
                 reported.add(node)
-                err_console.print(f"[bold red]the KME of {escape(node)} exited ({proc.returncode})[/]")
+                err_console.print(f"[bold red]the {escape(_what(node))} exited ({proc.returncode})[/]")
         time.sleep(0.5)
 
 
-def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+def _stop(procs: dict[str, subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
+    """SIGINT every server, then SIGKILL whatever still runs after ``grace_s`` in all (the stores are
+    transactional: a kill loses nothing)."""
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
     for proc in procs.values():
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()

@@ -16,6 +16,7 @@ Costs (any ``(LinkState) -> float``, smaller is better):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -107,6 +108,14 @@ class Router:
             return self._within_hops(path)
         raise NoRouteError(f"no usable route from {src} to {dst}: every path crosses a link that is down, "
                       "below the policy's minimum key rate, or a node that is excluded or failing")
+
+    def usable(self, route: Sequence[str], states: Mapping[str, LinkState]) -> bool:
+        """Whether every hop of ``route`` still has a link that is up and not alarmed."""
+        def ok(link_id: str) -> bool:
+            state = states.get(link_id, LinkState())
+            return state.up and not state.alarm
+
+        return all(any(ok(lid) for lid in self.topology.links_between(a, b)) for a, b in itertools.pairwise(route))
 
     def alternatives(self, src: str, dst: str, states: Mapping[str, LinkState] | None = None,
                      limit: int = 3) -> list[list[str]]:

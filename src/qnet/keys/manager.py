@@ -82,6 +82,8 @@ class KeyManager:
         self.access = {sae: frozenset(peers) for sae, peers in (access or {}).items()}
         self.events: deque[Event] = deque(maxlen=1000)
         self.peer_ok: Callable[[str], bool] = lambda peer: True
+        self.out_of_service: set[str] = set()
+        """link_ids the controller took out of service (cut): no keys are served or relayed over them."""
         self._low: set[str] = set()
         self.notify_peer: Callable[[str, int], None] = lambda peer, message_id: None
 
@@ -101,8 +103,8 @@ class KeyManager:
         return self.kme_id if sae_id in self._local else self._remote.get(sae_id)
 
     def peer_of_node(self, node: str) -> bool:
-        """Whether this node has a QKD link to ``node``."""
-        return node in self.links
+        """Whether this node has a QKD link in service to ``node``."""
+        return any(lk.link_id not in self.out_of_service for lk in self.links.get(node, ()))
 
     def allowed(self, sae_a: str, sae_b: str) -> bool:
         """Access control: whether two SAEs may share keys (each one's ``peers`` list, if it has one)."""
@@ -113,8 +115,15 @@ class KeyManager:
         return sum(self.store.stock(link.link_id) for link in self.links[peer])
 
     def best_link(self, peer: str) -> LinkInfo:
-        """The link to ``peer`` with the most units this end may serve."""
-        links = self.links[peer]
+        """The link in service to ``peer`` with the most units this end may serve.
+
+        Raises:
+            StoreError: if every link to ``peer`` is out of service (details name them as failed).
+        """
+        links = [lk for lk in self.links[peer] if lk.link_id not in self.out_of_service]
+        if not links:
+            raise StoreError(f"every link from {self.kme_id} to {peer} is out of service (cut)",
+                             [{"failed": lk.link_id} for lk in self.links[peer]])
         return links[0] if len(links) == 1 else max(links, key=lambda lk: self.store.stock(lk.link_id))
 
     def enc_keys(self, master: str, slaves: Sequence[str], number: int, size: int) -> list[DeliveredKey]:
@@ -217,8 +226,8 @@ class KeyManager:
             nxt = route[hop + 1] if hop + 1 < len(route) else None
         except (KeyError, TypeError, ValueError, IndexError):
             raise StoreError("malformed relay message") from None
-        out_link = self.best_link(nxt).link_id if nxt in self.links else None
         try:
+            out_link = self.best_link(nxt).link_id if nxt in self.links else None
             with self.store.transaction() as conn:
                 if not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
                     raise EnvelopeError(f"replayed message from {msg.sender!r}")

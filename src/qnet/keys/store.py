@@ -485,6 +485,19 @@ class KeyStore:
                 sa.select(keys_table.c.owner, keys_table.c.state, sa.func.count())
                 .where(keys_table.c.link_id == link_id).group_by(keys_table.c.owner, keys_table.c.state))}
 
+    def produced(self, link_id: str) -> int:
+        """Units the link has delivered to this store since it began (spent ones included)."""
+        with self.engine.connect() as conn:
+            last = conn.execute(sa.select(sa.func.max(keys_table.c.seq))
+                                .where(keys_table.c.link_id == link_id)).scalar()
+        return 0 if last is None else int(last) + 1
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Store ``value`` under ``name``, replacing what was there."""
+        with self.transaction() as conn:
+            if conn.execute(meta_table.update().where(meta_table.c.name == name).values(value=value)).rowcount == 0:
+                conn.execute(meta_table.insert().values(name=name, value=value))
+
     def get_meta(self, name: str) -> str | None:
         """A stored setting (e.g. a link's epoch)."""
         with self.engine.connect() as conn:

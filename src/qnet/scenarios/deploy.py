@@ -6,12 +6,17 @@
     kme/NODE.pem, .key, .mldsa.key/.pub each KME's TLS identity and KM-to-KM signing key
     sae/SAE_ID.pem, .key                each SAE's client certificate (CN = SAE_ID)
     NODE.json                           each KME's configuration (``qnet kme serve DIR``)
+    controller/controller.json, .pem    the controller's configuration and TLS identity
+    operator/operator.pem, .key         the operator's client certificate (cuts links, opens sessions)
     store/                              the SQLite key stores, created on first start
 
 Each link gets a fresh 128-bit secret seed from the OS CSPRNG, written only to its two ends'
 configurations: both ends run the same simulated link from it (``qnet.quantum.link``), which is how
 two processes come to hold the same QKD keys. Ports are consecutive from ``base_port``, in the
-spec's node order.
+spec's node order, then the controller's.
+
+The controller admits sessions against each link's planned key rate (the planner's, times the feeds'
+speed-up; unlimited for the PRNG stand-in).
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qnet.scenarios.planner import link_length_km
+from qnet.scenarios.planner import link_length_km, plan_link
 from qnet.scenarios.spec import NetworkSpec
 from qnet.security.pki import PKI
 
-__all__ = ["Deployment", "init_deployment"]
+__all__ = ["CONTROL_PERIOD_S", "Deployment", "init_deployment"]
+
+CONTROL_PERIOD_S = 1.0
+"""How often each KME reports to the controller (and learns the network's state)."""
+LOW_WATER_UNITS = 1000
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class Deployment:
     configs: dict[str, Path]
     saes: dict[str, str]
     """SAE_ID -> node."""
+    controller_url: str | None = None
+    controller_config: Path | None = None
 
 
 def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, ports: dict[str, int] | None = None,
@@ -50,7 +61,7 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
         root: the directory (made if missing; refused if it already holds a CA).
         spec: the network.
         base_port: the first node's port.
-        ports: explicit ports per node (tests pick free ones).
+        ports: explicit ports per node, and ``"controller"`` for the controller (tests pick free ones).
         source: overrides for every link's source settings (e.g. ``{"kind": "prng"}``, ``{"speedup": 10}``).
         store_urls: explicit store URLs per node (e.g. PostgreSQL); SQLite files under ``store/`` otherwise.
 
@@ -61,9 +72,11 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
     pki = PKI(root)
     pki.create_ca()
     nodes = [n.name for n in spec.nodes]
-    ports = ports or {name: base_port + i for i, name in enumerate(nodes)}
+    ports = {**{name: base_port + i for i, name in enumerate([*nodes, "controller"])}, **(ports or {})}
     for node in nodes:
         pki.issue("kme", node)
+    pki.issue("controller", "controller")
+    pki.issue("operator", "operator")
     for app in spec.applications:
         pki.issue("sae", app.sae_id)
     (root / "store").mkdir(exist_ok=True)
@@ -77,12 +90,13 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
             links[here].append({"link_id": link.label, "peer": peer, "peer_url": f"https://127.0.0.1:{ports[peer]}",
                                 "peer_verify_key": f"kme/{peer}.mldsa.pub", "ends": [a, b],
                                 "remote_saes": [s.sae_id for s in spec.applications if s.node == peer],
-                                "low_water_units": 1000, "source": settings})
+                                "low_water_units": LOW_WATER_UNITS, "source": settings})
     network = {"nodes": nodes, "links": [[*lk.endpoints, lk.label] for lk in spec.links],
                "saes": {s.sae_id: s.node for s in spec.applications},
                "access": {s.sae_id: list(s.peers) for s in spec.applications if s.peers is not None},
                "max_hops": spec.policies.max_hops, "excluded_nodes": list(spec.policies.excluded_nodes),
                "min_key_rate_bps": spec.policies.min_key_rate_bps}
+    controller_url = f"https://127.0.0.1:{ports['controller']}"
     configs = {}
     for node in nodes:
         config = {"kme_id": node, "host": "127.0.0.1", "port": ports[node],
@@ -90,11 +104,28 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
                   "tls": {"ca": "ca.pem", "cert": f"kme/{node}.pem", "key": f"kme/{node}.key"},
                   "signing_key": f"kme/{node}.mldsa.key",
                   "saes": [s.sae_id for s in spec.applications if s.node == node], "links": links[node],
-                  "network": network}
+                  "network": network, "controller": {"url": controller_url, "period_s": CONTROL_PERIOD_S}}
         path = root / f"{node}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the link seeds
         with os.fdopen(fd, "w") as out:
             json.dump(config, out, indent=2)
         configs[node] = path
+    controller = _controller_config(root, spec, ports["controller"], network, source or {})
     return Deployment(root, {n: f"https://127.0.0.1:{ports[n]}" for n in nodes}, configs,
-                      {s.sae_id: s.node for s in spec.applications})
+                      {s.sae_id: s.node for s in spec.applications}, controller_url, controller)
+
+
+def _controller_config(root: Path, spec: NetworkSpec, port: int, network: dict[str, Any],
+                       source: dict[str, Any]) -> Path:
+    if source.get("kind") == "prng":
+        capacity: dict[str, float] = {}
+    else:
+        speedup = float(source.get("speedup", 1.0))
+        capacity = {lk.label: plan_link(spec, lk).rate.rate_bps * speedup for lk in spec.links}
+    config = {"host": "127.0.0.1", "port": port,
+              "tls": {"ca": "../ca.pem", "cert": "controller.pem", "key": "controller.key"},
+              "network": network, "capacity_bps": capacity, "control_period_s": CONTROL_PERIOD_S,
+              "qber_threshold": spec.policies.qber_alarm_threshold, "low_water_units": LOW_WATER_UNITS}
+    path = root / "controller" / "controller.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path

@@ -64,7 +64,7 @@ class PKI:
         return self.root / "ca.pem"
 
     def paths(self, kind: str, name: str) -> CertPaths:
-        """Where identity ``name`` of ``kind`` ("kme" or "sae") lives."""
+        """Where identity ``name`` of ``kind`` ("kme", "sae", "controller", "operator") lives."""
         return CertPaths(self.root / kind / f"{name}.pem", self.root / kind / f"{name}.key")
 
     def signing_key_path(self, kme_id: str) -> Path:
@@ -90,19 +90,21 @@ class PKI:
         self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, kind: str, name: str) -> CertPaths:
-        """Issue a certificate with subject CN ``name``: KMEs get server and client use, SAEs client use."""
+        """Issue a certificate with subject CN ``name``: KMEs and the controller get server and client
+        use, SAEs and operators client use; KMEs also get an ML-DSA-65 signing pair."""
         ca_key = serialization.load_pem_private_key((self.root / "ca.key").read_bytes(), None)
         ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if kind == "kme" else [])
+        server = kind in ("kme", "controller")
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if server else [])
         builder = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALID)
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                    .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
-        if kind == "kme":
+        if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         paths = self.paths(kind, name)

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qnet.errors import Problem, SpecError
 
-__all__ = ["KmeConfig", "LinkConfig", "NetworkView", "SourceConfig", "TlsFiles", "load_config"]
+__all__ = ["ControllerConfig", "KmeConfig", "LinkConfig", "NetworkView", "SourceConfig", "TlsFiles",
+           "load_config", "load_controller_config"]
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -84,6 +88,13 @@ class NetworkView(_Model):
     min_key_rate_bps: float = Field(default=0.0, ge=0)
 
 
+class ControlSettings(_Model):
+    """Where a KME finds the network's controller, and how often it reports to it."""
+
+    url: str
+    period_s: float = Field(default=1.0, gt=0, le=3600)
+
+
 class KmeConfig(_Model):
     """One KME process."""
 
@@ -98,6 +109,23 @@ class KmeConfig(_Model):
     unit_bits: int = Field(default=256, ge=8, multiple_of=8)
     key_lifetime_s: float = Field(default=86400.0, gt=0)
     network: NetworkView = NetworkView()
+    controller: ControlSettings | None = None
+
+
+class ControllerConfig(_Model):
+    """The controller process (``qnet controller serve``)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)]
+    tls: TlsFiles
+    network: NetworkView
+    capacity_bps: dict[str, float] = {}
+    """Planned key rate per link_id, for session admission (missing: unlimited)."""
+    control_period_s: float = Field(default=1.0, gt=0, le=3600)
+    qber_threshold: float = Field(default=0.11, gt=0, le=0.5)
+    low_water_units: int = Field(default=0, ge=0)
+    operators: list[str] = ["operator"]
+    """Certificate CNs allowed to cut and restore links and to open sessions for any SAE."""
 
 
 def _resolve(config: KmeConfig, base: Path) -> KmeConfig:
@@ -119,10 +147,29 @@ def load_config(path: Path) -> KmeConfig:
     Raises:
         SpecError: naming the file and every field that is wrong.
     """
-    path = Path(path)
+    return _resolve(_load(Path(path), KmeConfig), Path(path).parent)
+
+
+def load_controller_config(path: Path) -> ControllerConfig:
+    """Read and check the controller's configuration (relative paths from the file's directory).
+
+    Raises:
+        SpecError: naming the file and every field that is wrong.
+    """
+    config = _load(Path(path), ControllerConfig)
+    base = Path(path).parent
+
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    return config.model_copy(update={"tls": TlsFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert),
+                                                     key=fix(config.tls.key))})
+
+
+def _load(path: Path, model: type[_M]) -> _M:
     try:
         raw = json.loads(path.read_text())
-        config = KmeConfig.model_validate(raw)
+        config = model.model_validate(raw)
     except OSError as exc:
         raise SpecError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
     except json.JSONDecodeError as exc:
@@ -130,4 +177,4 @@ def load_config(path: Path) -> KmeConfig:
     except ValidationError as exc:
         raise SpecError(str(path), [Problem(".".join(str(p) for p in e["loc"]), e["msg"])
                                     for e in exc.errors()]) from None
-    return _resolve(config, path.parent)
+    return config

@@ -86,10 +86,22 @@ def feed(store: KeyStore, link: LinkConfig, source: _Source, epoch: float, *, ro
             continue
         fed_until = min(time.time() - epoch, fed_until + step_s)
         units = source.take(fed_until)
+        if store.get_meta(f"cut/{link.link_id}") == "1":  # the operator cut the link: what it made is lost
+            time.sleep(pause_s)
+            continue
         added += store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), time.time())
+        qber = _last_qber(source)
+        if qber is not None:
+            store.set_meta(f"qber/{link.link_id}", repr(qber))
         if not units:
             time.sleep(pause_s)
     return added
+
+
+def _last_qber(source: _Source) -> float | None:
+    """The QBER the link estimated on its last block (simulated links; None for the PRNG)."""
+    reports = getattr(getattr(source, "link", None), "reports", None)
+    return float(reports[-1].qber_estimate) if reports else None
 
 
 def feeder_main(config_path: str, link_id: str) -> None:

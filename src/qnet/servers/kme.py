@@ -35,7 +35,7 @@ from qnet.security.pki import subject_cn
 from qnet.servers.node import Broadcast, KmeNode
 from qnet.service.etsi014 import Etsi014Error, KmeLimits, keys_body
 
-__all__ = ["create_app", "serve", "uvicorn_config"]
+__all__ = ["PeerCertProtocol", "create_app", "serve", "tls13", "uvicorn_config"]
 
 log = logging.getLogger("qnet.kme")
 
@@ -269,7 +269,7 @@ class PeerCertProtocol(HttpToolsProtocol):
         self.scope["extensions"] = {"tls": {"client_cert_cn": self._peer_cn}}
 
 
-def _tls13(_: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+def tls13(_: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     context = default()
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     return context
@@ -280,7 +280,7 @@ def uvicorn_config(node: KmeNode, *, log_level: str = "warning") -> uvicorn.Conf
     cfg = node.config
     return uvicorn.Config(create_app(node), host=cfg.host, port=cfg.port, http=PeerCertProtocol, loop="uvloop",
                           ssl_certfile=str(cfg.tls.cert), ssl_keyfile=str(cfg.tls.key), ssl_ca_certs=str(cfg.tls.ca),
-                          ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_context_factory=_tls13, log_level=log_level,
+                          ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_context_factory=tls13, log_level=log_level,
                           access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=3)
 
 

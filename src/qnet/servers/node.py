@@ -34,6 +34,7 @@ from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.store import DeliveredKey, KeyStore, StoreError
 from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
+from qnet.servers.agent import ControlAgent
 from qnet.servers.config import KmeConfig
 from qnet.servers.feeder import feeder_main
 from qnet.service.etsi014 import EncPlan, Etsi014Error, Etsi014Service
@@ -113,6 +114,10 @@ class KmeNode:
                             tuple((lk.ends[0], lk.ends[1], lk.link_id) for lk in config.links))
         self.router = Router(topology, RoutePolicy(net.max_hops, frozenset(net.excluded_nodes), net.min_key_rate_bps))
         self._failing: dict[str, float] = {}
+        self.control_states: dict[str, LinkState] = {}
+        """Every link's state as the controller last reported it (empty without a controller)."""
+        self.session_routes: dict[str, list[str]] = {}
+        """Target node -> the route of a session the controller admitted from here."""
         self.service = Etsi014Service(self.manager, route_to=self.route_to)
         self.signing_key = load_signing_key(config.signing_key)
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
@@ -139,8 +144,13 @@ class KmeNode:
 
     def start(self, *, feeders: bool = True) -> None:
         """Start the background threads (and the feeder processes)."""
-        for target in (self._flush_loop, self._sync_loop):
-            thread = threading.Thread(target=target, name=f"{self.kme_id}-{target.__name__}", daemon=True)
+        targets: list[Callable[[], None]] = [self._flush_loop, self._sync_loop]
+        if self.config.controller is not None:
+            agent = ControlAgent(self, self.config.controller.url, self.config.controller.period_s, self._context)
+            targets.append(lambda: agent.run(self._stop))
+        for target in targets:
+            thread = threading.Thread(target=target, name=f"{self.kme_id}-{getattr(target, '__name__', 'control')}",
+                                      daemon=True)
             thread.start()
             self._threads.append(thread)
         if feeders and self.config_path is not None:
@@ -174,9 +184,14 @@ class KmeNode:
             NoRouteError: if the policy or the failures leave none.
         """
         now = self.clock()
-        states = {lk.link_id: LinkState(up=False) for lk in self.config.links if lk.peer in self._unreachable}
+        states = dict(self.control_states)
+        states |= {lk.link_id: LinkState(up=False) for lk in self.config.links
+                   if lk.peer in self._unreachable or lk.link_id in self.manager.out_of_service}
         states |= {name: LinkState(up=False) for name, until in self._failing.items() if until > now}
         avoid = [name for name, until in self._failing.items() if until > now]
+        pinned = self.session_routes.get(node)
+        if pinned and not set(pinned[1:-1]) & set(avoid) and self.router.usable(pinned, states):
+            return list(pinned)
         return self.router.route(self.kme_id, node, states, avoid_nodes=avoid)
 
     async def relay_keys(self, plan: EncPlan) -> list[DeliveredKey]:

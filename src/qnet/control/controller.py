@@ -1,0 +1,375 @@
+"""The controller of a QKD network (ITU-T Y.3804 control layer), modelled on the Tokyo QKD Network's
+key management server (Sasaki et al., Opt. Express 19, 10387 (2011), sec. 4): every control period
+each key manager reports its links (stored key, key rate, QBER, status); the controller merges the two
+ends' reports into one :class:`~qnet.control.routing.LinkState` per link, raises alarms, and hands the
+whole picture back, so that every key manager routes relays with the same view.
+
+It also holds:
+
+- **link control**: an operator cuts a link (administratively down) or restores it;
+- **session control** for SAE pairs, after ETSI GS QKD 004 (OPEN_CONNECT / GET_KEY / CLOSE): a
+  session has a Key_stream_ID, a QoS (key rate, priority) and a route; opening one checks access
+  control and policy and admits it only if the links along its route have the rate to spare after
+  sessions of equal or higher priority; a higher-priority session pre-empts lower ones;
+- **re-routing**: each control period, a session whose route crosses a link that is down, alarmed
+  (QBER above threshold, pool below its low-water mark) or silent gets a new route.
+
+Pure logic with the clock passed in: the live controller server (``qnet.servers.controller``) and the
+simulator (``qnet.scenarios.simulate``) drive the same object (DESIGN.md: one brain, two bodies).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from qnet.control.routing import Cost, LinkState, NoRouteError, RoutePolicy, Router, Topology, hop_cost
+from qnet.errors import QNetError
+
+__all__ = ["ControlError", "ControlEvent", "Controller", "LinkReport", "Session"]
+
+
+class ControlError(QNetError):
+    """A control request that cannot be met; ``status`` is the HTTP status a server answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """One end's report of one link."""
+
+    link_id: str
+    stored_units: int
+    key_rate_bps: float
+    qber: float | None = None
+    up: bool = True
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> LinkReport:
+        """From a JSON report.
+
+        Raises:
+            ControlError: 400 naming the bad field.
+        """
+        try:
+            qber = raw.get("qber")
+            report = cls(str(raw["link_id"]), int(raw["stored_units"]), float(raw["key_rate_bps"]),
+                         None if qber is None else float(qber), bool(raw.get("up", True)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ControlError(400, f"malformed link report: {exc!r}") from None
+        if report.stored_units < 0 or not report.key_rate_bps >= 0 or not 0 <= (report.qber or 0) <= 1:
+            raise ControlError(400, f"link report out of range for {report.link_id}")
+        return report
+
+
+@dataclass(frozen=True)
+class ControlEvent:
+    """Something the controller saw or did: an alarm (and when it cleared), a cut, a route change."""
+
+    time_s: float
+    kind: str
+    place: str
+    severity: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {"time_s": self.time_s, "kind": self.kind, "place": self.place, "severity": self.severity,
+                "detail": self.detail}
+
+
+@dataclass
+class Session:
+    """An admitted key stream between two SAEs (ETSI GS QKD 004's Key_stream_ID and QoS)."""
+
+    key_stream_id: str
+    source: str
+    destination: str
+    nodes: tuple[str, str]
+    key_rate_bps: float
+    priority: int
+    route: list[str]
+    opened_s: float
+    reroutes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {"Key_stream_ID": self.key_stream_id, "source": self.source, "destination": self.destination,
+                "QoS": {"key_rate_bps": self.key_rate_bps, "priority": self.priority},
+                "route": self.route, "opened_s": self.opened_s, "reroutes": self.reroutes}
+
+
+@dataclass
+class _Link:
+    ends: tuple[str, str]
+    capacity_bps: float
+    reports: dict[str, tuple[LinkReport, float]] = field(default_factory=dict)
+    cut: bool = False
+    alarms: set[str] = field(default_factory=set)
+
+
+class Controller:
+    """The network's controller.
+
+    Args:
+        topology: nodes and links.
+        policy: route limits (max hops, excluded nodes, minimum key rate).
+        saes: SAE_ID -> node.
+        access: SAE_ID -> SAEs it may share keys with (an SAE not named may pair with any).
+        capacity_bps: planned key rate per link_id (admission control); missing: unlimited.
+        control_period_s: how often key managers report; a link silent for 3 periods counts as down.
+        qber_threshold: QBER above which a link's alarm trips.
+        low_water_units: stored units below which a link counts as running low.
+        cost: route cost callable.
+    """
+
+    def __init__(self, topology: Topology, policy: RoutePolicy | None = None, *,
+                 saes: Mapping[str, str] | None = None, access: Mapping[str, Sequence[str]] | None = None,
+                 capacity_bps: Mapping[str, float] | None = None, control_period_s: float = 1.0,
+                 qber_threshold: float = 0.11, low_water_units: int = 0, cost: Cost = hop_cost) -> None:
+        self.topology, self.router = topology, Router(topology, policy, cost)
+        self.saes, self.access = dict(saes or {}), {s: frozenset(p) for s, p in (access or {}).items()}
+        self.period_s, self.qber_threshold, self.low_water_units = control_period_s, qber_threshold, low_water_units
+        caps = capacity_bps or {}
+        self.links = {lid: _Link((a, b), caps.get(lid, math.inf)) for a, b, lid in topology.links}
+        self.sessions: dict[str, Session] = {}
+        self.events: deque[ControlEvent] = deque(maxlen=5000)
+        self.route_changes = 0
+
+    # -- monitoring ------------------------------------------------------------------------------------
+
+    def report(self, node: str, reports: Iterable[LinkReport], now_s: float) -> dict[str, Any]:
+        """Take a key manager's reports; answer with the network's link states and the control period.
+
+        Raises:
+            ControlError: 400 for an unknown node or a link that is not the node's.
+        """
+        if node not in self.topology.nodes:
+            raise ControlError(400, f"unknown node {node!r}")
+        for rep in reports:
+            link = self.links.get(rep.link_id)
+            if link is None or node not in link.ends:
+                raise ControlError(400, f"link {rep.link_id!r} is not a link of node {node!r}")
+            link.reports[node] = (rep, now_s)
+        self._check_alarms(now_s)
+        return self.directive(now_s)
+
+    def directive(self, now_s: float) -> dict[str, Any]:
+        """What every key manager gets back: each link's state as the controller sees it."""
+        return {"period_s": self.period_s, "time_s": now_s,
+                "links": {lid: {**_state_dict(st), "cut": self.links[lid].cut}
+                          for lid, st in self.states(now_s).items()}}
+
+    def states(self, now_s: float) -> dict[str, LinkState]:
+        """The merged state of every link: down if cut, reported down, or silent for 3 periods;
+        stored units the smaller end's; alarmed while an alarm holds."""
+        return {lid: self._state(link, now_s) for lid, link in self.links.items()}
+
+    def _state(self, link: _Link, now_s: float) -> LinkState:
+        fresh = [rep for rep, at in link.reports.values() if now_s - at <= 3 * self.period_s]
+        if not link.reports:  # not heard of yet: assume up
+            return LinkState(up=not link.cut, alarm=bool(link.alarms))
+        if not fresh:  # its key managers fell silent
+            return LinkState(up=False, stored_units=0, key_rate_bps=0.0, alarm=bool(link.alarms))
+        qbers = [r.qber for r in fresh if r.qber is not None]
+        return LinkState(up=not link.cut and all(r.up for r in fresh) and len(fresh) == len(link.reports),
+                         stored_units=min(r.stored_units for r in fresh),
+                         key_rate_bps=min(r.key_rate_bps for r in fresh),
+                         qber=max(qbers) if qbers else 0.0, alarm=bool(link.alarms))
+
+    def _check_alarms(self, now_s: float) -> None:
+        for lid, link in self.links.items():
+            fresh = [rep for rep, at in link.reports.values() if now_s - at <= 3 * self.period_s]
+            qber = max((r.qber for r in fresh if r.qber is not None), default=0.0)
+            stock = min((r.stored_units for r in fresh), default=0)
+            self._alarm(lid, link, "qber-high", qber > self.qber_threshold, now_s,
+                        f"QBER {qber:.3f} above the threshold {self.qber_threshold:.3f}", "major")
+            self._alarm(lid, link, "pool-low", bool(fresh) and stock < self.low_water_units, now_s,
+                        f"{stock} units stored, low-water mark {self.low_water_units}", "minor")
+
+    def _alarm(self, lid: str, link: _Link, kind: str, on: bool, now_s: float, detail: str, severity: str) -> None:
+        if on and kind not in link.alarms:
+            link.alarms.add(kind)
+            self._event(now_s, kind, lid, severity, detail)
+        elif not on and kind in link.alarms:
+            link.alarms.discard(kind)
+            self._event(now_s, f"{kind}-cleared", lid, "cleared", detail)
+
+    # -- link control ----------------------------------------------------------------------------------
+
+    def cut(self, link_id: str, now_s: float, reason: str = "operator") -> None:
+        """Take a link out of service; sessions over it are re-routed at once.
+
+        Raises:
+            ControlError: 404 for an unknown link.
+        """
+        link = self._link(link_id)
+        if not link.cut:
+            link.cut = True
+            self._event(now_s, "link-cut", link_id, "major", f"link cut ({reason})")
+        self.reroute(now_s)
+
+    def restore(self, link_id: str, now_s: float) -> None:
+        """Put a cut link back in service.
+
+        Raises:
+            ControlError: 404 for an unknown link.
+        """
+        link = self._link(link_id)
+        if link.cut:
+            link.cut = False
+            self._event(now_s, "link-restored", link_id, "cleared", "link back in service")
+
+    def _link(self, link_id: str) -> _Link:
+        link = self.links.get(link_id)
+        if link is None:
+            raise ControlError(404, f"no link {link_id!r} in this network")
+        return link
+
+    # -- routes and sessions ---------------------------------------------------------------------------
+
+    def route(self, src: str, dst: str, now_s: float) -> list[str]:
+        """The route a relay from node ``src`` to ``dst`` takes now.
+
+        Raises:
+            NoRouteError: naming why there is none.
+        """
+        return self.router.route(src, dst, self.states(now_s))
+
+    def open_session(self, source: str, destination: str, now_s: float, *, key_rate_bps: float = 0.0,
+                     priority: int = 0, key_stream_id: str | None = None) -> Session:
+        """OPEN_CONNECT: admit a key stream from SAE ``source`` to SAE ``destination``.
+
+        Raises:
+            ControlError: 401 for an unknown SAE or an access-control refusal; 409 for a duplicate
+                Key_stream_ID; 503 if no route satisfies the policy or the demand exceeds what its
+                route has left (the message names the link and the figures).
+        """
+        ksid = key_stream_id or str(uuid.uuid4())
+        if ksid in self.sessions:
+            raise ControlError(409, f"Key_stream_ID {ksid} is already open")
+        nodes = self._session_nodes(source, destination)
+        if not key_rate_bps >= 0:
+            raise ControlError(400, "QoS key_rate_bps must be a number >= 0")
+        try:
+            route = self.route(*nodes, now_s)
+        except NoRouteError as exc:
+            raise ControlError(503, f"no route from {nodes[0]} to {nodes[1]}: {exc}") from None
+        session = Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s)
+        victims = self._admit(session)
+        for victim in victims:
+            del self.sessions[victim.key_stream_id]
+            self._event(now_s, "session-preempted", victim.key_stream_id, "minor",
+                        f"{victim.source}->{victim.destination} pre-empted by priority {priority}")
+        self.sessions[ksid] = session
+        self._event(now_s, "session-open", ksid, "info", f"{source}->{destination} over {' -> '.join(route)}")
+        return session
+
+    def close_session(self, key_stream_id: str, now_s: float) -> Session:
+        """CLOSE: end a key stream.
+
+        Raises:
+            ControlError: 404 if no such session is open.
+        """
+        session = self.session(key_stream_id)
+        del self.sessions[key_stream_id]
+        self._event(now_s, "session-close", key_stream_id, "info", f"{session.source}->{session.destination}")
+        return session
+
+    def session(self, key_stream_id: str) -> Session:
+        """An open session.
+
+        Raises:
+            ControlError: 404 if none has this Key_stream_ID.
+        """
+        session = self.sessions.get(key_stream_id)
+        if session is None:
+            raise ControlError(404, f"no open session with Key_stream_ID {key_stream_id}")
+        return session
+
+    def reroute(self, now_s: float) -> list[Session]:
+        """Give every session whose route is no longer usable (a link down, alarmed, or missing) a new
+        route; returns the sessions that moved. A session with no route keeps its old one (and its
+        keys are refused until a route returns)."""
+        states = self.states(now_s)
+        moved = []
+        for session in sorted(self.sessions.values(), key=lambda s: -s.priority):
+            if self.router.usable(session.route, states):
+                continue
+            try:
+                route = self.router.route(*session.nodes, states)
+            except NoRouteError as exc:
+                self._event(now_s, "session-no-route", session.key_stream_id, "major", str(exc))
+                continue
+            if route != session.route:
+                self._event(now_s, "route-change", session.key_stream_id, "info",
+                            f"{' -> '.join(session.route)} => {' -> '.join(route)}")
+                session.route, session.reroutes = route, session.reroutes + 1
+                self.route_changes += 1
+                moved.append(session)
+        return moved
+
+    def _session_nodes(self, source: str, destination: str) -> tuple[str, str]:
+        nodes = []
+        for sae in (source, destination):
+            node = self.saes.get(sae)
+            if node is None:
+                raise ControlError(401, f"unknown SAE {sae!r}: not attached to any node of this network")
+            nodes.append(node)
+        if nodes[0] == nodes[1]:
+            raise ControlError(400, f"{source} and {destination} are at the same node {nodes[0]}: no QKD needed")
+        for a, b in ((source, destination), (destination, source)):
+            if a in self.access and b not in self.access[a]:
+                raise ControlError(401, f"access control: {source} and {destination} may not share keys")
+        return nodes[0], nodes[1]
+
+    def _admit(self, new: Session) -> list[Session]:
+        """The lower-priority sessions to pre-empt so that ``new`` fits on its route.
+
+        Raises:
+            ControlError: 503 if it does not fit even so.
+        """
+        victims: list[Session] = []
+        for a, b in zip(new.route, new.route[1:], strict=False):
+            capacity = sum(self.links[i].capacity_bps for i in self.topology.links_between(a, b))
+            others = [s for s in self.sessions.values() if _crosses(s.route, a, b) and s not in victims]
+            kept = sum(s.key_rate_bps for s in others if s.priority >= new.priority)
+            if kept + new.key_rate_bps > capacity:
+                raise ControlError(503, f"demand of {new.key_rate_bps:.6g} bit/s exceeds what hop {a}-{b} has left: "
+                                        f"{max(capacity - kept, 0.0):.6g} of {capacity:.6g} bit/s")
+            used = sum(s.key_rate_bps for s in others)
+            for s in sorted((s for s in others if s.priority < new.priority), key=lambda s: s.priority):
+                if used + new.key_rate_bps <= capacity:
+                    break
+                victims.append(s)
+                used -= s.key_rate_bps
+        return victims
+
+    def _event(self, now_s: float, kind: str, place: str, severity: str, detail: str) -> None:
+        self.events.append(ControlEvent(now_s, kind, place, severity, detail))
+
+
+def _crosses(route: Sequence[str], a: str, b: str) -> bool:
+    return any({x, y} == {a, b} for x, y in itertools.pairwise(route))
+
+
+def _state_dict(state: LinkState) -> dict[str, Any]:
+    rate = state.key_rate_bps
+    return {"up": state.up, "stored_units": state.stored_units, "key_rate_bps": rate if math.isfinite(rate) else None,
+            "qber": state.qber, "alarm": state.alarm}
+
+
+def state_from_dict(raw: Mapping[str, Any]) -> LinkState:
+    """A link state from a controller's directive (the key manager's side)."""
+    rate = raw.get("key_rate_bps")
+    return replace(LinkState(), up=bool(raw.get("up", True)), stored_units=int(raw.get("stored_units", 0)),
+                   key_rate_bps=math.inf if rate is None else float(rate), qber=float(raw.get("qber", 0.0)),
+                   alarm=bool(raw.get("alarm", False)))

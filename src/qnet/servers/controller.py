@@ -1,0 +1,216 @@
+"""The controller server: the control layer's API (ITU-T Y.3804) over HTTPS with mutual TLS.
+
+An adapter over :class:`qnet.control.controller.Controller`; who may do what comes from the caller's
+certificate (its subject CN):
+
+=========================================  ===========================  =======================================
+endpoint                                    caller                       what
+=========================================  ===========================  =======================================
+``POST /control/v1/reports``                a KME (CN = its node)        its links' state; answers every link's
+``GET  /control/v1/links``                  anyone with a certificate    links: state, alarms, cut
+``POST /control/v1/links/{id}/cut``         an operator                  take a link out of service
+``POST /control/v1/links/{id}/restore``     an operator                  put it back
+``GET  /control/v1/routes?src=&dst=``       anyone                       the route a relay takes now
+``GET  /control/v1/events?since=``          anyone                       alarms, cuts, route changes
+``POST /control/v1/sessions``               the source SAE, an operator  OPEN_CONNECT (ETSI GS QKD 004)
+``GET  /control/v1/sessions[/{ksid}]``      anyone                       open sessions and their routes
+``DELETE /control/v1/sessions/{ksid}``      the source SAE, an operator  CLOSE
+=========================================  ===========================  =======================================
+
+GET_KEY of a session is the KMEs' ETSI GS QKD 014 ``enc_keys``/``dec_keys``: each KME learns the
+sessions' routes in its report's answer and relays their keys along them. Errors are
+``{"message": ...}`` with 400, 401, 403, 404, 409 or 503; nothing unexpected reaches the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qnet.control.controller import ControlError, Controller, LinkReport
+from qnet.control.routing import NoRouteError, RoutePolicy, Topology
+from qnet.servers.config import ControllerConfig
+from qnet.servers.kme import PeerCertProtocol, tls13
+
+__all__ = ["controller_from_config", "create_app", "serve"]
+
+log = logging.getLogger("qnet.controller")
+API = "/control/v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ReportIn(_Model):
+    """A KME's report: one entry per link, as :class:`~qnet.control.controller.LinkReport`."""
+
+    links: list[dict[str, Any]] = Field(max_length=10_000)
+
+
+class QoSIn(_Model):
+    """A session's quality of service."""
+
+    key_rate_bps: float = Field(default=0.0, ge=0)
+    priority: int = Field(default=0, ge=0, le=1000)
+
+
+class OpenConnect(_Model):
+    """OPEN_CONNECT (ETSI GS QKD 004 sec. 6.1): source and destination SAEs, QoS, optional Key_stream_ID."""
+
+    source: str
+    destination: str
+    QoS: QoSIn = QoSIn()
+    Key_stream_ID: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+def controller_from_config(config: ControllerConfig) -> Controller:
+    """The controller's brain for a configuration."""
+    net = config.network
+    topology = Topology(tuple(net.nodes), tuple((a, b, lid) for a, b, lid in net.links))
+    policy = RoutePolicy(net.max_hops, frozenset(net.excluded_nodes), net.min_key_rate_bps)
+    return Controller(topology, policy, saes=net.saes, access=net.access, capacity_bps=config.capacity_bps,
+                      control_period_s=config.control_period_s, qber_threshold=config.qber_threshold,
+                      low_water_units=config.low_water_units)
+
+
+def _fail(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def _caller(request: Request) -> str:
+    cn = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
+    if not cn:
+        raise ControlError(401, "no client certificate")
+    return str(cn)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ControlError)
+    async def control(_: Request, exc: ControlError) -> JSONResponse:
+        return _fail(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return _fail(400, "bad request: " + "; ".join(problems[:3]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _fail(404 if exc.status_code == 404 else 400, f"bad request: {exc.detail}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _fail(503, "the controller could not serve this request; the error is in its log")
+
+
+def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"operator"}),
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """The ASGI app of the controller."""
+    app = FastAPI(title="qnet controller", version="1", description="ITU-T Y.3804 control layer of a QKD network; "
+                  "session control after ETSI GS QKD 004 (mutual TLS: the caller is its certificate's CN).")
+    _install_handlers(app)
+    nodes = frozenset(ctl.topology.nodes)
+
+    def operator(request: Request) -> str:
+        who = _caller(request)
+        if who not in operators:
+            raise ControlError(403, f"{who!r} is not an operator of this network")
+        return who
+
+    def source_or_operator(request: Request, source: str) -> None:
+        who = _caller(request)
+        if who != source and who not in operators:
+            raise ControlError(403, f"{who!r} may open and close only its own sessions (source {source!r})")
+
+    @app.post(f"{API}/reports")
+    async def reports(body: ReportIn, request: Request) -> JSONResponse:
+        node = _caller(request)
+        if node not in nodes:
+            raise ControlError(403, f"{node!r} is not a KME of this network")
+        now = clock()
+        answer = ctl.report(node, [LinkReport.from_dict(r) for r in body.links], now)
+        answer["sessions"] = [s.as_dict() for s in ctl.sessions.values() if s.route[0] == node]
+        ctl.reroute(now)
+        return JSONResponse(answer)
+
+    @app.get(f"{API}/links")
+    async def links(request: Request) -> JSONResponse:
+        _caller(request)
+        now = clock()
+        states = ctl.states(now)
+        return JSONResponse({"time_s": now, "links": [
+            {"link_id": lid, "ends": list(link.ends), "cut": link.cut, "alarms": sorted(link.alarms),
+             "capacity_bps": link.capacity_bps if link.capacity_bps != float("inf") else None,
+             **ctl.directive(now)["links"][lid], "up": states[lid].up}
+            for lid, link in ctl.links.items()]})
+
+    @app.post(f"{API}/links/{{link_id}}/cut")
+    async def cut(link_id: str, request: Request) -> JSONResponse:
+        ctl.cut(link_id, clock(), reason=f"by {operator(request)}")
+        return JSONResponse({"link_id": link_id, "cut": True})
+
+    @app.post(f"{API}/links/{{link_id}}/restore")
+    async def restore(link_id: str, request: Request) -> JSONResponse:
+        operator(request)
+        ctl.restore(link_id, clock())
+        return JSONResponse({"link_id": link_id, "cut": False})
+
+    @app.get(f"{API}/routes")
+    async def routes(request: Request, src: str = Query(...), dst: str = Query(...)) -> JSONResponse:
+        _caller(request)
+        try:
+            return JSONResponse({"src": src, "dst": dst, "route": ctl.route(src, dst, clock())})
+        except NoRouteError as exc:
+            raise ControlError(503, str(exc)) from None
+
+    @app.get(f"{API}/events")
+    async def events(request: Request, since: float = Query(0.0)) -> JSONResponse:
+        _caller(request)
+        return JSONResponse({"events": [e.as_dict() for e in ctl.events if e.time_s >= since]})
+
+    @app.post(f"{API}/sessions")
+    async def open_connect(body: OpenConnect, request: Request) -> JSONResponse:
+        source_or_operator(request, body.source)
+        session = ctl.open_session(body.source, body.destination, clock(), key_rate_bps=body.QoS.key_rate_bps,
+                                   priority=body.QoS.priority, key_stream_id=body.Key_stream_ID)
+        return JSONResponse({"status": "SUCCESS", **session.as_dict()})
+
+    @app.get(f"{API}/sessions")
+    async def sessions(request: Request) -> JSONResponse:
+        _caller(request)
+        return JSONResponse({"sessions": [s.as_dict() for s in ctl.sessions.values()]})
+
+    @app.get(f"{API}/sessions/{{ksid}}")
+    async def session(ksid: str, request: Request) -> JSONResponse:
+        _caller(request)
+        return JSONResponse(ctl.session(ksid).as_dict())
+
+    @app.delete(f"{API}/sessions/{{ksid}}")
+    async def close(ksid: str, request: Request) -> JSONResponse:
+        source_or_operator(request, ctl.session(ksid).source)
+        ctl.close_session(ksid, clock())
+        return JSONResponse({"status": "SUCCESS", "Key_stream_ID": ksid})
+
+    return app
+
+
+def serve(config: ControllerConfig) -> None:
+    """Run the controller until interrupted."""
+    app = create_app(controller_from_config(config), operators=frozenset(config.operators))
+    uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, http=PeerCertProtocol, loop="uvloop",
+        ssl_certfile=str(config.tls.cert), ssl_keyfile=str(config.tls.key), ssl_ca_certs=str(config.tls.ca),
+        ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_context_factory=tls13, log_level="warning", access_log=False,
+    )).run()

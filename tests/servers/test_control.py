@@ -1,0 +1,163 @@
+"""The controller in a live network: KMEs report to it, an operator cuts a link through its API during a
+steady demand, and the demand moves to the other side of the ring within one control period with no
+key delivered to one end only. Six KME processes and the controller, all over mutual TLS."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qnet.scenarios.deploy import CONTROL_PERIOD_S
+from tests.servers.conftest import LiveNet, start_net
+
+SPECS = Path(__file__).resolve().parent / "specs"
+API = "/api/v1/keys"
+CTL = "/control/v1"
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNet]:
+    net = start_net(tmp_path_factory.mktemp("ring6"), source={"kind": "prng", "max_units": 5000},
+                    spec=SPECS / "ring6.yaml")
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+def _ctl(net: LiveNet) -> str:
+    assert net.dep.controller_url
+    return net.dep.controller_url + CTL
+
+
+@dataclass
+class Demand:
+    """SAE_0 at R0 asks for one key at a time for SAE_3 at R3, which fetches it at once."""
+
+    net: LiveNet
+    done: list[tuple[float, str]] = field(default_factory=list)
+    """(time the key reached both ends, key_ID)"""
+    refused: list[tuple[float, str]] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with self.net.client("SAE_0") as enc, self.net.client("SAE_3") as dec:
+            while not self.stop.is_set():
+                r = enc.get(f"{self.net.url('R0')}{API}/SAE_3/enc_keys")
+                if r.status_code != 200:
+                    self.refused.append((time.time(), r.text))
+                    time.sleep(0.05)
+                    continue
+                key = r.json()["keys"][0]
+                d = dec.get(f"{self.net.url('R3')}{API}/SAE_0/dec_keys", params={"key_ID": key["key_ID"]})
+                if d.status_code != 200 or d.json()["keys"][0]["key"] != key["key"]:
+                    self.mismatched.append(key["key_ID"])
+                self.done.append((time.time(), key["key_ID"]))
+
+
+def _first_hop_link(root: Path, key_id: str) -> str:
+    with sqlite3.connect(f"file:{root / 'store' / 'R0.db'}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT link_id FROM keys WHERE note LIKE ?", (f"relay {key_id} hop 1 %",)).fetchone()
+    return str(row[0]) if row else "?"
+
+
+def _wait_for_reports(http: httpx.Client, url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        links = http.get(f"{url}/links").json()["links"]
+        if all(lk["up"] and lk["stored_units"] < 10**9 and lk["stored_units"] > 100 for lk in links):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the KMEs did not report: {links}")
+
+
+def test_cutting_a_link_moves_a_steady_demand_within_one_control_period(ring: LiveNet) -> None:
+    url = _ctl(ring)
+    with ring.client("operator", kind="operator") as op, ring.client("SAE_0") as sae:
+        _wait_for_reports(op, url)
+        opened = sae.post(f"{url}/sessions", json={"source": "SAE_0", "destination": "SAE_3",
+                                                   "QoS": {"key_rate_bps": 1000, "priority": 1}})
+        assert opened.status_code == 200, opened.text
+        session = opened.json()
+        first = session["route"]
+        assert len(first) == 4 and first[0] == "R0" and first[-1] == "R3"
+        cut_link = f"{first[1]}-{first[2]}" if first[1] < first[2] else f"{first[2]}-{first[1]}"
+        old_first_hop = "R0-R1" if first[1] == "R1" else "R5-R0"
+        new_first_hop = "R5-R0" if first[1] == "R1" else "R0-R1"
+        time.sleep(2 * CONTROL_PERIOD_S)  # R0 learns the session's route
+
+        demand = Demand(ring)
+        worker = threading.Thread(target=demand.run)
+        worker.start()
+        try:
+            time.sleep(3.0)
+            t_cut = time.time()
+            r = op.post(f"{url}/links/{cut_link}/cut")
+            assert r.status_code == 200, r.text
+            time.sleep(4.0)
+        finally:
+            demand.stop.set()
+            worker.join(timeout=30)
+
+        before = [(t, k) for t, k in demand.done if t < t_cut]
+        after = [(t, k) for t, k in demand.done if t >= t_cut]
+        assert len(before) > 5 and len(after) > 5, (len(before), len(after), demand.refused[-3:])
+        assert {_first_hop_link(ring.root, k) for _, k in before[-3:]} == {old_first_hop}
+        moved = next(t for t, k in after if _first_hop_link(ring.root, k) == new_first_hop)
+        assert moved - t_cut <= CONTROL_PERIOD_S, f"the demand moved {moved - t_cut:.2f} s after the cut"
+        assert {_first_hop_link(ring.root, k) for t, k in after if t > t_cut + CONTROL_PERIOD_S} == {new_first_hop}
+        assert demand.mismatched == []  # no key reached one end only
+
+        moved_session = sae.get(f"{url}/sessions/{session['Key_stream_ID']}").json()
+        assert moved_session["route"][1] != first[1] and moved_session["reroutes"] == 1
+        kinds = [e["kind"] for e in op.get(f"{url}/events").json()["events"]]
+        assert "link-cut" in kinds and "route-change" in kinds
+        links = {lk["link_id"]: lk for lk in op.get(f"{url}/links").json()["links"]}
+        assert links[cut_link]["cut"] and not links[cut_link]["up"]
+
+        assert op.post(f"{url}/links/{cut_link}/restore").status_code == 200
+        assert not op.get(f"{url}/links").json()["links"][0]["cut"]
+        assert sae.delete(f"{url}/sessions/{session['Key_stream_ID']}").status_code == 200
+
+
+def test_the_control_api_refuses_what_the_caller_may_not_do(ring: LiveNet) -> None:
+    url = _ctl(ring)
+    with ring.client("SAE_3") as sae, ring.client("operator", kind="operator") as op:
+        r = sae.post(f"{url}/links/R0-R1/cut")
+        assert r.status_code == 403 and "not an operator" in r.json()["message"]
+        r = sae.post(f"{url}/sessions", json={"source": "SAE_0", "destination": "SAE_3"})
+        assert r.status_code == 403 and "only its own sessions" in r.json()["message"]
+        r = op.post(f"{url}/links/nope/cut")
+        assert r.status_code == 404 and "no link 'nope'" in r.json()["message"]
+        r = op.post(f"{url}/sessions", json={"source": "SAE_0", "destination": "SAE_9"})
+        assert r.status_code == 401 and "unknown SAE 'SAE_9'" in r.json()["message"]
+        r = op.post(f"{url}/sessions", json={"source": "SAE_0", "destination": "SAE_3", "QoS": {"priority": -1}})
+        assert r.status_code == 400 and "priority" in r.json()["message"]
+        r = op.post(f"{url}/reports", json={"links": []})
+        assert r.status_code == 403 and "not a KME" in r.json()["message"]
+    with ring.client("R1", kind="kme") as kme:
+        r = kme.post(f"{url}/reports", json={"links": [{"link_id": "R3-R4", "stored_units": 1, "key_rate_bps": 1}]})
+        assert r.status_code == 400 and "not a link of node 'R1'" in r.json()["message"]
+        r = kme.post(f"{url}/reports", json={"links": [{"link_id": "R0-R1", "stored_units": "x", "key_rate_bps": 1}]})
+        assert r.status_code == 400 and "malformed" in r.json()["message"]
+
+
+def test_links_report_stock_rate_and_the_route(ring: LiveNet) -> None:
+    url = _ctl(ring)
+    with ring.client("SAE_0") as http:
+        _wait_for_reports(http, url)
+        links = http.get(f"{url}/links").json()["links"]
+        assert {lk["link_id"] for lk in links} == {"R0-R1", "R1-R2", "R2-R3", "R3-R4", "R4-R5", "R5-R0"}
+        assert all(lk["stored_units"] > 0 and lk["key_rate_bps"] is not None for lk in links)
+        route = http.get(f"{url}/routes", params={"src": "R0", "dst": "R3"}).json()["route"]
+        assert len(route) == 4
+        r = http.get(f"{url}/routes", params={"src": "R0", "dst": "R9"})
+        assert r.status_code == 503 and "unknown node" in r.json()["message"]
