@@ -49,8 +49,15 @@ def test_a_qber_alarm_trips_and_clears_and_routes_avoid_it() -> None:
 def test_pool_low_alarm() -> None:
     ctl = controller(low_water_units=100)
     report_all(ctl, 0.0, stock=50)
-    assert all(st.alarm for st in ctl.states(0.1).values())
+    assert not any(st.alarm for st in ctl.states(0.1).values())  # a first report: nothing is falling yet
+    report_all(ctl, 1.0, stock=500)
+    report_all(ctl, 2.0, stock=80)  # falling below the mark
+    assert all(st.alarm for st in ctl.states(2.1).values())
     assert sum(e.kind == "pool-low" for e in ctl.events) == 4
+    report_all(ctl, 3.0, stock=150)  # above the mark, below twice the mark: still low (hysteresis)
+    assert all(st.alarm for st in ctl.states(3.1).values())
+    report_all(ctl, 4.0, stock=200)
+    assert not any(st.alarm for st in ctl.states(4.1).values())
 
 
 def test_cut_link_reroutes_sessions_at_once_and_restore_brings_it_back() -> None:
@@ -79,8 +86,10 @@ def test_sessions_refuse_unknown_saes_access_and_over_capacity() -> None:
     with pytest.raises(ControlError, match="access control"):
         ctl.open_session("SA", "SX", 0.0)
     ctl.open_session("SA", "SB", 0.0, key_rate_bps=800)
+    detour = ctl.open_session("SA", "SB", 0.0, key_rate_bps=300)  # the direct link is full: the long way round
+    assert detour.route == ["A", "D", "C", "B"]
     with pytest.raises(ControlError, match="exceeds what hop A-B has left: 200 of 1000") as err:
-        ctl.open_session("SA", "SB", 0.0, key_rate_bps=300)
+        ctl.open_session("SA", "SB", 0.0, key_rate_bps=701)
     assert err.value.status == 503
     with pytest.raises(ControlError, match="already open"):
         s = ctl.open_session("SA", "SB", 0.0, key_rate_bps=100, key_stream_id="k1")

@@ -99,6 +99,8 @@ class Session:
     route: list[str]
     opened_s: float
     reroutes: int = 0
+    moved_s: float = -math.inf
+    """When its route last changed."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -114,6 +116,7 @@ class _Link:
     reports: dict[str, tuple[LinkReport, float]] = field(default_factory=dict)
     cut: bool = False
     alarms: set[str] = field(default_factory=set)
+    last_stock: int | None = None
 
 
 class Controller:
@@ -125,7 +128,9 @@ class Controller:
         saes: SAE_ID -> node.
         access: SAE_ID -> SAEs it may share keys with (an SAE not named may pair with any).
         capacity_bps: planned key rate per link_id (admission control); missing: unlimited.
-        control_period_s: how often key managers report; a link silent for 3 periods counts as down.
+        control_period_s: how often key managers report.
+        silence_s: a link whose key managers have not reported for this long counts as down
+            (3 control periods if None; ``math.inf`` for a simulator that reports only changes).
         qber_threshold: QBER above which a link's alarm trips.
         low_water_units: stored units below which a link counts as running low.
         cost: route cost callable.
@@ -134,10 +139,14 @@ class Controller:
     def __init__(self, topology: Topology, policy: RoutePolicy | None = None, *,
                  saes: Mapping[str, str] | None = None, access: Mapping[str, Sequence[str]] | None = None,
                  capacity_bps: Mapping[str, float] | None = None, control_period_s: float = 1.0,
-                 qber_threshold: float = 0.11, low_water_units: int = 0, cost: Cost = hop_cost) -> None:
+                 qber_threshold: float = 0.11, low_water_units: int = 0, cost: Cost = hop_cost,
+                 silence_s: float | None = None) -> None:
         self.topology, self.router = topology, Router(topology, policy, cost)
         self.saes, self.access = dict(saes or {}), {s: frozenset(p) for s, p in (access or {}).items()}
         self.period_s, self.qber_threshold, self.low_water_units = control_period_s, qber_threshold, low_water_units
+        self.silence_s = 3 * control_period_s if silence_s is None else silence_s
+        self.dwell_s = 30 * control_period_s
+        """How long a session stays on its route before a low pool may move it."""
         caps = capacity_bps or {}
         self.links = {lid: _Link((a, b), caps.get(lid, math.inf)) for a, b, lid in topology.links}
         self.sessions: dict[str, Session] = {}
@@ -174,7 +183,7 @@ class Controller:
         return {lid: self._state(link, now_s) for lid, link in self.links.items()}
 
     def _state(self, link: _Link, now_s: float) -> LinkState:
-        fresh = [rep for rep, at in link.reports.values() if now_s - at <= 3 * self.period_s]
+        fresh = [rep for rep, at in link.reports.values() if now_s - at <= self.silence_s]
         if not link.reports:  # not heard of yet: assume up
             return LinkState(up=not link.cut, alarm=bool(link.alarms))
         if not fresh:  # its key managers fell silent
@@ -186,13 +195,20 @@ class Controller:
                          qber=max(qbers) if qbers else 0.0, alarm=bool(link.alarms))
 
     def _check_alarms(self, now_s: float) -> None:
+        """QBER above threshold; pool running low: below the low-water mark and falling (a pool
+        filling up after a start is not running low), cleared at twice the mark (hysteresis)."""
         for lid, link in self.links.items():
-            fresh = [rep for rep, at in link.reports.values() if now_s - at <= 3 * self.period_s]
+            fresh = [rep for rep, at in link.reports.values() if now_s - at <= self.silence_s]
             qber = max((r.qber for r in fresh if r.qber is not None), default=0.0)
-            stock = min((r.stored_units for r in fresh), default=0)
             self._alarm(lid, link, "qber-high", qber > self.qber_threshold, now_s,
                         f"QBER {qber:.3f} above the threshold {self.qber_threshold:.3f}", "major")
-            self._alarm(lid, link, "pool-low", bool(fresh) and stock < self.low_water_units, now_s,
+            if not fresh:
+                continue
+            stock = min(r.stored_units for r in fresh)
+            falling, link.last_stock = link.last_stock is not None and stock < link.last_stock, stock
+            low = (stock < self.low_water_units and falling) or ("pool-low" in link.alarms and
+                                                                 stock < 2 * self.low_water_units)
+            self._alarm(lid, link, "pool-low", low, now_s,
                         f"{stock} units stored, low-water mark {self.low_water_units}", "minor")
 
     def _alarm(self, lid: str, link: _Link, kind: str, on: bool, now_s: float, detail: str, severity: str) -> None:
@@ -263,8 +279,8 @@ class Controller:
             route = self.route(*nodes, now_s)
         except NoRouteError as exc:
             raise ControlError(503, f"no route from {nodes[0]} to {nodes[1]}: {exc}") from None
-        session = Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s)
-        victims = self._admit(session)
+        session, victims = self._admit_on_some_route(
+            Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s), now_s)
         for victim in victims:
             del self.sessions[victim.key_stream_id]
             self._event(now_s, "session-preempted", victim.key_stream_id, "minor",
@@ -296,26 +312,46 @@ class Controller:
         return session
 
     def reroute(self, now_s: float) -> list[Session]:
-        """Give every session whose route is no longer usable (a link down, alarmed, or missing) a new
-        route; returns the sessions that moved. A session with no route keeps its old one (and its
-        keys are refused until a route returns)."""
+        """Move sessions off troubled routes; returns the sessions that moved.
+
+        A route crossing a hop with no link up (cut, failed, silent) or only QBER-alarmed links moves
+        at once. One that only crosses a pool running low moves if it has stayed put for
+        :attr:`dwell_s` and the new route has no alarm at all (damping: traffic moved off a low pool
+        must not bounce straight back). A session with no route keeps its old one (its keys are
+        refused until a route returns)."""
         states = self.states(now_s)
         moved = []
         for session in sorted(self.sessions.values(), key=lambda s: -s.priority):
-            if self.router.usable(session.route, states):
+            trouble = self._trouble(session.route, states)
+            settled = now_s - max(session.moved_s, session.opened_s)
+            if trouble is None or (trouble == "soft" and settled < self.dwell_s):
                 continue
             try:
                 route = self.router.route(*session.nodes, states)
             except NoRouteError as exc:
                 self._event(now_s, "session-no-route", session.key_stream_id, "major", str(exc))
                 continue
-            if route != session.route:
-                self._event(now_s, "route-change", session.key_stream_id, "info",
-                            f"{' -> '.join(session.route)} => {' -> '.join(route)}")
-                session.route, session.reroutes = route, session.reroutes + 1
-                self.route_changes += 1
-                moved.append(session)
+            if route == session.route or (trouble == "soft" and self._trouble(route, states) is not None):
+                continue
+            self._event(now_s, "route-change", session.key_stream_id, "info",
+                        f"{' -> '.join(session.route)} => {' -> '.join(route)}")
+            session.route, session.reroutes, session.moved_s = route, session.reroutes + 1, now_s
+            self.route_changes += 1
+            moved.append(session)
         return moved
+
+    def _trouble(self, route: Sequence[str], states: Mapping[str, LinkState]) -> str | None:
+        """"hard" if a hop has no link that is up and free of a QBER alarm, "soft" if every usable
+        link of some hop runs low, else None."""
+        worst = None
+        for a, b in itertools.pairwise(route):
+            ids = [i for i in self.topology.links_between(a, b)
+                   if states[i].up and "qber-high" not in self.links[i].alarms]
+            if not ids:
+                return "hard"
+            if all(self.links[i].alarms for i in ids):
+                worst = "soft"
+        return worst
 
     def _session_nodes(self, source: str, destination: str) -> tuple[str, str]:
         nodes = []
@@ -330,6 +366,23 @@ class Controller:
             if a in self.access and b not in self.access[a]:
                 raise ControlError(401, f"access control: {source} and {destination} may not share keys")
         return nodes[0], nodes[1]
+
+    def _admit_on_some_route(self, session: Session, now_s: float) -> tuple[Session, list[Session]]:
+        """Admit on the best route, else on the next cheapest ones that fit (up to 4 in all).
+
+        Raises:
+            ControlError: the best route's refusal, if none fits.
+        """
+        try:
+            return session, self._admit(session)
+        except ControlError as first:
+            for route in self.router.alternatives(*session.nodes, self.states(now_s), limit=4)[1:]:
+                candidate = replace(session, route=route)
+                try:
+                    return candidate, self._admit(candidate)
+                except ControlError:
+                    continue
+            raise first from None
 
     def _admit(self, new: Session) -> list[Session]:
         """The lower-priority sessions to pre-empt so that ``new`` fits on its route.

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from qnet.errors import ParameterError, Problem, UnknownProtocolError, did_you_mean
 from qnet.physics.keyrate import get_protocol
 from qnet.scenarios.spec import LinkSpec, NodeKind, NodeSpec
+from qnet.units import parse_duration_s
 
 __all__ = ["crossref_problems", "protocol_params"]
 
@@ -99,7 +100,7 @@ class _Crossref:
     def problems(self) -> list[Problem]:
         return [*_duplicates("nodes", self.node_names, "node name", "name"),
                 *self._satellites(), *self._links(), *self._applications(), *self._demands(),
-                *self._excluded()]
+                *self._excluded(), *self._faults()]
 
     def _unknown(self, path: str, name: str) -> list[Problem]:
         if name in self.known_nodes:
@@ -195,6 +196,24 @@ class _Crossref:
                 graph.add_edge(*ends)
         return graph
 
+    def _faults(self) -> Iterator[Problem]:
+        links = {_text(item, "name") or "-".join(_pair(item, "endpoints") or [])
+                 for _, item in _items(self.raw, "links")}
+        for i, item in _items(self.raw, "faults"):
+            path, action = f"faults[{i}]", _text(item, "action") or ""
+            on_node = action in ("node_down", "node_up")
+            want, other = ("node", "link") if on_node else ("link", "node")
+            name = _text(item, want)
+            if name is None:
+                yield Problem(f"{path}.{want}", f"a {action or 'fault'} fault names a {want}")
+            elif on_node:
+                yield from self._unknown(f"{path}.node", name)
+            elif name not in links:
+                yield Problem(f"{path}.link", f"unknown link {name!r}" + did_you_mean(name, sorted(links)))
+            if item.get(other) is not None:
+                yield Problem(f"{path}.{other}", f"a {action} fault names a {want}, not a {other}")
+            yield from _fault_times(path, item)
+
     def _excluded(self) -> Iterator[Problem]:
         policies = self.raw.get("policies")
         excluded = policies.get("excluded_nodes") if isinstance(policies, Mapping) else None
@@ -227,3 +246,22 @@ def _geometry(path: str, link: LinkSpec, ends: list[NodeSpec]) -> Iterator[Probl
     satellites = [e.name for e in ends if e.kind is NodeKind.SATELLITE]
     if satellites and link.medium.value == "fibre":
         yield Problem(f"{path}.medium", f"a link to satellite {satellites[0]!r} must be free_space, not fibre")
+
+
+def _fault_times(path: str, item: Mapping[str, Any]) -> Iterator[Problem]:
+    times = []
+    for key in ("at", "until"):
+        value = item.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            seconds = float(value) if isinstance(value, int | float) else parse_duration_s(str(value))
+        except ValueError as exc:
+            yield Problem(f"{path}.{key}", str(exc))
+            continue
+        if not math.isfinite(seconds) or seconds < 0:
+            yield Problem(f"{path}.{key}", f"must be a time >= 0, got {value!r}")
+            continue
+        times.append(seconds)
+    if len(times) == 2 and times[1] <= times[0]:
+        yield Problem(f"{path}.until", "must come after 'at'")

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qnet.scenarios.planner import link_length_km, plan_link
-from qnet.scenarios.spec import NetworkSpec
+from qnet.quantum.link import expected_rate_bps, feed_block_pulses
+from qnet.scenarios.planner import link_length_km
+from qnet.scenarios.spec import LinkSpec, NetworkSpec
 from qnet.security.pki import PKI
 
-__all__ = ["CONTROL_PERIOD_S", "Deployment", "init_deployment"]
+__all__ = ["CONTROL_PERIOD_S", "Deployment", "feed_geometry", "init_deployment"]
 
 CONTROL_PERIOD_S = 1.0
 """How often each KME reports to the controller (and learns the network's state)."""
@@ -83,9 +84,11 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
     links: dict[str, list[dict[str, Any]]] = {n: [] for n in nodes}
     for link in spec.links:
         a, b = link.endpoints
-        settings = {"kind": "simulated", "seed": secrets.randbits(128), "length_km": link_length_km(spec, link),
-                    **({"attenuation_db_per_km": link.attenuation_db_per_km} if link.attenuation_db_per_km else {}),
-                    **(source or {})}
+        length, attenuation = feed_geometry(spec, link)
+        settings = {"kind": "simulated", "seed": secrets.randbits(128), "length_km": length,
+                    "attenuation_db_per_km": attenuation, **(source or {})}
+        if settings["kind"] == "simulated" and "pulses_per_block" not in settings:
+            settings["pulses_per_block"] = feed_block_pulses(length, attenuation)
         for here, peer in ((a, b), (b, a)):
             links[here].append({"link_id": link.label, "peer": peer, "peer_url": f"https://127.0.0.1:{ports[peer]}",
                                 "peer_verify_key": f"kme/{peer}.mldsa.pub", "ends": [a, b],
@@ -115,13 +118,23 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
                       {s.sae_id: s.node for s in spec.applications}, controller_url, controller)
 
 
+def feed_geometry(spec: NetworkSpec, link: LinkSpec) -> tuple[float, float]:
+    """(length km, attenuation dB/km) of the photon-level link that feeds ``link`` live: its fibre
+    length and attenuation, with the spec's extra loss spread over the length (0.2 dB/km if unset)."""
+    length = link_length_km(spec, link)
+    attenuation = (link.attenuation_db_per_km if link.attenuation_db_per_km is not None else 0.2)
+    return length, attenuation + link.extra_loss_db / length
+
+
 def _controller_config(root: Path, spec: NetworkSpec, port: int, network: dict[str, Any],
                        source: dict[str, Any]) -> Path:
-    if source.get("kind") == "prng":
-        capacity: dict[str, float] = {}
-    else:
+    capacity: dict[str, float] = {}
+    if source.get("kind", "simulated") == "simulated":
         speedup = float(source.get("speedup", 1.0))
-        capacity = {lk.label: plan_link(spec, lk).rate.rate_bps * speedup for lk in spec.links}
+        for link in spec.links:
+            length, attenuation = feed_geometry(spec, link)
+            pulses = int(source.get("pulses_per_block") or feed_block_pulses(length, attenuation))
+            capacity[link.label] = expected_rate_bps(length, attenuation, pulses) * speedup
     config = {"host": "127.0.0.1", "port": port,
               "tls": {"ca": "../ca.pem", "cert": "controller.pem", "key": "controller.key"},
               "network": network, "capacity_bps": capacity, "control_period_s": CONTROL_PERIOD_S,

@@ -1,9 +1,10 @@
 """Network spec files: the typed, frozen description of a QKD network.
 
-A spec is YAML with six sections: ``name``, ``nodes``, ``links``, ``applications`` (the SAEs),
-``demands`` and ``policies``. The models below check every field on load (pydantic); cross-references
-(node names, SAE IDs, connectivity) and the links' protocol parameters are checked by
-:mod:`qnet.scenarios.validate`, which reports every problem with its path, e.g.
+A spec is YAML with seven sections: ``name``, ``nodes``, ``links``, ``applications`` (the SAEs),
+``demands``, ``policies`` and ``faults`` (what ``qnet simulate`` breaks, and when). The models
+below check every field on load (pydantic); cross-references (node names, SAE IDs, connectivity)
+and the links' protocol parameters are checked by :mod:`qnet.scenarios.validate`, which reports
+every problem with its path, e.g.
 ``links[3].length_km: must be > 0``.
 
 Example (a tiny network)::
@@ -30,9 +31,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from qnet.units import parse_duration_s
+
 __all__ = [
     "ApplicationSpec",
     "DemandSpec",
+    "FaultAction",
+    "FaultSpec",
     "LinkSpec",
     "Location",
     "Medium",
@@ -145,6 +150,47 @@ class PolicySpec(_Spec):
     key_lifetime_s: float | None = Field(default=None, gt=0.0)
 
 
+class FaultAction(StrEnum):
+    """What happens at a fault's time."""
+
+    CUT = "cut"
+    """A link stops carrying photons and is taken out of service (a fibre cut)."""
+    RESTORE = "restore"
+    """A cut link is back."""
+    NODE_DOWN = "node_down"
+    """A node's key manager stops: its links stop and nothing is relayed through it."""
+    NODE_UP = "node_up"
+    EAVESDROP = "eavesdrop"
+    """An intercept-resend eavesdropper on a link: QBER about 25 %, no key, the QBER alarm trips."""
+    EAVESDROP_END = "eavesdrop_end"
+
+
+Duration = Annotated[str | float, Field(description="seconds, or text such as 90s, 15min, 2h, 1d")]
+
+
+class FaultSpec(_Spec):
+    """One event of the fault schedule (``qnet simulate``)."""
+
+    at: Duration
+    action: FaultAction
+    link: Name | None = None
+    node: Name | None = None
+    until: Duration | None = None
+    """When given, the opposite action follows at this time (e.g. a cut restored)."""
+
+    def at_s(self) -> float:
+        """The time in seconds from the start."""
+        return _seconds(self.at)
+
+    def until_s(self) -> float | None:
+        """The end time in seconds, if any."""
+        return None if self.until is None else _seconds(self.until)
+
+
+def _seconds(value: str | float) -> float:
+    return float(value) if isinstance(value, int | float) else parse_duration_s(value)
+
+
 class NetworkSpec(_Spec):
     """A whole network. Build one with :func:`qnet.scenarios.validate.load_spec`, which also
     checks cross-references; constructing it directly checks fields only."""
@@ -156,6 +202,7 @@ class NetworkSpec(_Spec):
     applications: list[ApplicationSpec] = Field(default_factory=list)
     demands: list[DemandSpec] = Field(default_factory=list)
     policies: PolicySpec = Field(default_factory=PolicySpec)
+    faults: list[FaultSpec] = Field(default_factory=list)
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``.

@@ -1,0 +1,360 @@
+"""``qnet simulate``: a QKD network's life on the discrete-event kernel, with the live network's brain.
+
+The decisions are the ones the live network makes (DESIGN.md: one brain, two bodies): the same
+:class:`~qnet.control.controller.Controller` admits each demand as a session (access control,
+policy, priority), takes the links' reports, raises alarms, and re-routes sessions when a link is
+cut, its QBER alarm trips or its pool runs low; key is relayed along the sessions' routes and every
+hop's pool pays for it, as the key managers' relay does.
+
+The body is a fluid model stepped once per control period on the kernel (:mod:`qnet.sim.kernel`):
+
+- each link makes key at the rate its photon-level link makes live (:func:`qnet.quantum.link.expected_rate_bps`
+  for the block length ``qnet up`` gives it), into a pool capped as the live feeds are;
+- each demand asks for ``key_rate_bps x period`` bits per period along its session's route; where a
+  hop's pool cannot cover all the demands crossing it, each gets the same share of what is there
+  (higher priorities first); what is not supplied is blocked (dropped, as an SAE turned away with 503
+  does), and the blocking probability is the blocked share of what was asked;
+- the spec's fault schedule cuts and restores links, stops nodes, and puts eavesdroppers on links
+  (QBER about 25 %: the link makes no key and its QBER alarm trips).
+
+Arrays are numpy, indexed by link and by demand; a period costs a few vector operations, and the
+controller is called only when a link's state changes, so 24 h of a 50-node network take seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from qnet.control.controller import ControlError, ControlEvent, Controller, LinkReport, Session
+from qnet.control.routing import RoutePolicy, Topology
+from qnet.quantum.link import expected_rate_bps, feed_block_pulses
+from qnet.scenarios.deploy import feed_geometry
+from qnet.scenarios.spec import FaultAction, NetworkSpec
+from qnet.sim.kernel import Kernel
+
+__all__ = ["DemandResult", "LinkResult", "SimResult", "link_rates", "simulate"]
+
+UNIT_BITS = 256
+POOL_CAP_BITS = 100_000 * UNIT_BITS
+"""What a link's pool holds at most (the live feeds' ``max_units``)."""
+LOW_WATER_UNITS = 1000
+EVE_QBER = 0.25
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """One link over the run."""
+
+    name: str
+    ends: tuple[str, str]
+    rate_bps: float
+    generated_bits: float
+    consumed_bits: float
+    final_pool_bits: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {"link": self.name, "ends": list(self.ends), "rate_bps": self.rate_bps,
+                "generated_bits": self.generated_bits, "consumed_bits": self.consumed_bits,
+                "final_pool_bits": self.final_pool_bits}
+
+
+@dataclass(frozen=True)
+class DemandResult:
+    """One demand over the run."""
+
+    name: str
+    saes: tuple[str, str]
+    key_rate_bps: float
+    priority: int
+    requested_bits: float
+    delivered_bits: float
+    route: list[str]
+    reroutes: int
+    refused: str | None
+    """Why its session was never admitted, if it was not."""
+
+    @property
+    def blocking_probability(self) -> float:
+        """The share of the key asked for that was not supplied."""
+        return 1.0 - self.delivered_bits / self.requested_bits if self.requested_bits else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {"demand": self.name, "saes": list(self.saes), "key_rate_bps": self.key_rate_bps,
+                "priority": self.priority, "requested_bits": self.requested_bits,
+                "delivered_bits": self.delivered_bits, "blocking_probability": self.blocking_probability,
+                "route": self.route, "reroutes": self.reroutes, "refused": self.refused}
+
+
+@dataclass
+class SimResult:
+    """What ``qnet simulate`` measured."""
+
+    network: str
+    duration_s: float
+    control_period_s: float
+    links: list[LinkResult]
+    demands: list[DemandResult]
+    times_s: np.ndarray
+    pools_bits: np.ndarray
+    """links x samples: each pool at each sample time."""
+    delivered_bits: np.ndarray
+    """demands x samples: key delivered to each demand up to each sample time."""
+    events: list[ControlEvent]
+    wall_s: float = 0.0
+
+    @property
+    def route_changes(self) -> list[ControlEvent]:
+        """The controller's route changes."""
+        return [e for e in self.events if e.kind == "route-change"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no time series)."""
+        return {"network": self.network, "duration_s": self.duration_s, "control_period_s": self.control_period_s,
+                "wall_s": self.wall_s, "links": [lk.as_dict() for lk in self.links],
+                "demands": [d.as_dict() for d in self.demands],
+                "delivered_bits": float(sum(d.delivered_bits for d in self.demands)),
+                "route_changes": len(self.route_changes), "events": [e.as_dict() for e in self.events]}
+
+
+def link_rates(spec: NetworkSpec) -> dict[str, float]:
+    """Each link's mean secret key rate (bit/s) as ``qnet up`` runs it (its block length included)."""
+    rates = {}
+    for link in spec.links:
+        length, attenuation = feed_geometry(spec, link)
+        rates[link.label] = expected_rate_bps(length, attenuation, feed_block_pulses(length, attenuation))
+    return rates
+
+
+def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 1.0,
+             rates: Mapping[str, float] | None = None, samples: int = 600, seed: int = 0,
+             progress: Callable[[float], None] | None = None) -> SimResult:
+    """Run ``spec`` for ``duration_s`` simulated seconds.
+
+    Args:
+        spec: a checked spec (its demands are the load, its faults the schedule).
+        duration_s: simulated time.
+        control_period_s: the step of the fluid model and the controller's period.
+        rates: link name -> secret key rate (bit/s); :func:`link_rates` if left out.
+        samples: how many points the time series keep.
+        seed: the kernel's seed.
+        progress: called with the simulated time now and then (for progress bars).
+
+    Raises:
+        ValueError: for a duration or period that is not positive.
+    """
+    if not (duration_s > 0 and control_period_s > 0):
+        raise ValueError("duration and control period must be > 0")
+    started = time.perf_counter()
+    run = _Run(spec, dict(rates) if rates is not None else link_rates(spec), control_period_s)
+    kernel = Kernel(seed)
+    for fault in spec.faults:
+        target = fault.link or fault.node or ""
+        kernel.at_s(fault.at_s(), partial(run.fault, fault.action, target, kernel))
+        end = fault.until_s()
+        if end is not None:
+            kernel.at_s(end, partial(run.fault, _OPPOSITE[fault.action], target, kernel))
+    sample_every = max(duration_s / samples, control_period_s)
+    kernel.process(run.ticker(kernel, duration_s))
+    kernel.process(run.sampler(kernel, sample_every, progress))
+    kernel.run_until_s(duration_s + 1e-9)
+    result = run.result(spec.name, duration_s)
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+_OPPOSITE = {FaultAction.CUT: FaultAction.RESTORE, FaultAction.RESTORE: FaultAction.CUT,
+             FaultAction.NODE_DOWN: FaultAction.NODE_UP, FaultAction.NODE_UP: FaultAction.NODE_DOWN,
+             FaultAction.EAVESDROP: FaultAction.EAVESDROP_END, FaultAction.EAVESDROP_END: FaultAction.EAVESDROP}
+
+
+@dataclass
+class _Demand:
+    name: str
+    saes: tuple[str, str]
+    rate_bps: float
+    priority: int
+    session: Session | None = None
+    refused: str | None = None
+    links: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+
+
+class _Run:
+    """The state of one simulation: pools, link states, sessions and their routes."""
+
+    def __init__(self, spec: NetworkSpec, rates: dict[str, float], period_s: float) -> None:
+        self.names = [lk.label for lk in spec.links]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.ends = [(lk.endpoints[0], lk.endpoints[1]) for lk in spec.links]
+        self.rate = np.array([float(rates.get(n, 0.0)) for n in self.names])
+        self.pool = np.zeros(len(self.names))
+        self.generated, self.consumed = np.zeros(len(self.names)), np.zeros(len(self.names))
+        self.cut = np.zeros(len(self.names), dtype=bool)
+        self.eve = np.zeros(len(self.names), dtype=bool)
+        self.node_down: set[str] = set()
+        self.period_s = period_s
+        pol = spec.policies
+        topology = Topology(tuple(n.name for n in spec.nodes),
+                            tuple((a, b, name) for (a, b), name in zip(self.ends, self.names, strict=True)))
+        self.ctl = Controller(topology, RoutePolicy(pol.max_hops, frozenset(pol.excluded_nodes), pol.min_key_rate_bps),
+                              saes={a.sae_id: a.node for a in spec.applications},
+                              access={a.sae_id: a.peers for a in spec.applications if a.peers is not None},
+                              capacity_bps=dict(zip(self.names, self.rate.tolist(), strict=True)),
+                              control_period_s=period_s, qber_threshold=pol.qber_alarm_threshold,
+                              low_water_units=LOW_WATER_UNITS, silence_s=math.inf)
+        self.demands = [_Demand(d.label, (d.between[0], d.between[1]), d.key_rate_bps, d.priority)
+                        for d in sorted(spec.demands, key=lambda d: -d.priority)]
+        self.order = [spec.demands.index(d) for d in sorted(spec.demands, key=lambda d: -d.priority)]
+        self.requested, self.delivered = np.zeros(len(self.demands)), np.zeros(len(self.demands))
+        self.reported: np.ndarray | None = None
+        self.times: list[float] = []
+        self.pool_samples: list[np.ndarray] = []
+        self.delivered_samples: list[np.ndarray] = []
+        self._classes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._want = np.array([d.rate_bps for d in self.demands])
+        self._made = np.zeros(len(self.names))
+        self._usable = np.ones(len(self.names))
+
+    # -- the processes -------------------------------------------------------------------------------
+
+    def ticker(self, kernel: Kernel, until_s: float) -> Any:
+        self.control(0.0, force=True)
+        while kernel.now_s + self.period_s <= until_s + 1e-9:
+            yield kernel.timeout_s(self.period_s)
+            self.step(self.period_s)
+            self.control(kernel.now_s)
+
+    def sampler(self, kernel: Kernel, every_s: float, progress: Callable[[float], None] | None) -> Any:
+        while True:
+            self.times.append(kernel.now_s)
+            self.pool_samples.append(self.pool.copy())
+            self.delivered_samples.append(self.delivered.copy())
+            if progress:
+                progress(kernel.now_s)
+            yield kernel.timeout_s(every_s)
+
+    # -- the fluid step --------------------------------------------------------------------------------
+
+    def producing(self) -> np.ndarray:
+        """Which links make key now: not cut, no eavesdropper, both ends up."""
+        working: np.ndarray = ~(self.cut | self.eve | self._ends_down())
+        return working
+
+    def _ends_down(self) -> np.ndarray:
+        return np.array([a in self.node_down or b in self.node_down for a, b in self.ends], dtype=bool)
+
+    def step(self, dt: float) -> None:
+        made = self._made * dt
+        self.generated += np.minimum(made, POOL_CAP_BITS - self.pool)
+        self.pool = np.minimum(self.pool + made, POOL_CAP_BITS)
+        want = self._want * dt
+        self.requested += want
+        for flat, owner, members in self._classes:  # higher priority first; each class shares what is left
+            self._serve(flat, owner, members, want)
+
+    def _serve(self, flat: np.ndarray, owner: np.ndarray, members: np.ndarray, want: np.ndarray) -> None:
+        if flat.size == 0:
+            return
+        asked = want[owner]
+        need = np.bincount(flat, weights=asked, minlength=len(self.pool))
+        avail = self.pool * self._usable
+        short = need > avail
+        got = members.astype(float)
+        if short.any():  # some hop cannot cover every demand crossing it: each gets the same share
+            share = np.ones(len(self.pool))
+            share[short] = avail[short] / need[short]
+            np.minimum.at(got, owner, share[flat])
+        spend = np.bincount(flat, weights=asked * got[owner], minlength=len(self.pool))
+        self.pool = np.maximum(self.pool - spend, 0.0)
+        self.consumed += spend
+        self.delivered += want * got
+
+    # -- control -----------------------------------------------------------------------------------------
+
+    def control(self, now_s: float, *, force: bool = False) -> None:
+        """Report the links whose state changed; re-route and admit sessions if anything did."""
+        producing = self.producing()
+        low = self.pool < LOW_WATER_UNITS * UNIT_BITS
+        state = np.stack([producing, low, self.pool < 2 * LOW_WATER_UNITS * UNIT_BITS, self.eve])
+        changed = np.arange(len(self.names)) if force or self.reported is None else \
+            np.flatnonzero((state != self.reported).any(axis=0))
+        if changed.size == 0 and not force:
+            return
+        self.reported = state
+        for i in changed:
+            a, b = self.ends[i]
+            node = a if a not in self.node_down else b
+            up = bool(a not in self.node_down and b not in self.node_down)
+            report = LinkReport(self.names[i], int(self.pool[i] // UNIT_BITS), float(self.rate[i] * producing[i]),
+                                EVE_QBER if self.eve[i] else 0.0, up)
+            self.ctl.report(node, [report], now_s)
+        self.ctl.reroute(now_s)
+        self._admit(now_s)
+        self._rebuild()
+
+    def fault(self, action: FaultAction, target: str, kernel: Kernel) -> None:
+        """Apply one fault of the schedule now."""
+        now_s = kernel.now_s
+        if action in (FaultAction.CUT, FaultAction.RESTORE):
+            self.cut[self.index[target]] = action is FaultAction.CUT
+            (self.ctl.cut if action is FaultAction.CUT else self.ctl.restore)(target, now_s)
+        elif action in (FaultAction.EAVESDROP, FaultAction.EAVESDROP_END):
+            self.eve[self.index[target]] = action is FaultAction.EAVESDROP
+        elif action is FaultAction.NODE_DOWN:
+            self.node_down.add(target)
+        else:
+            self.node_down.discard(target)
+        self.control(now_s, force=True)
+
+    def _admit(self, now_s: float) -> None:
+        for d in self.demands:
+            if d.session is None:
+                try:
+                    d.session = self.ctl.open_session(*d.saes, now_s, key_rate_bps=d.rate_bps, priority=d.priority,
+                                                      key_stream_id=d.name)
+                    d.refused = None
+                except ControlError as exc:
+                    d.refused = exc.message
+            elif d.session.key_stream_id not in self.ctl.sessions:  # pre-empted by a higher priority
+                d.session, d.refused = None, "pre-empted by a higher-priority demand"
+
+    def _rebuild(self) -> None:
+        """The flat (link, demand) incidence of the sessions' routes: on each hop, the producing link
+        with the most key."""
+        flat, owner = [], []
+        for j, d in enumerate(self.demands):
+            if d.session is None or self.node_down & set(d.session.route):
+                continue
+            for a, b in zip(d.session.route, d.session.route[1:], strict=False):
+                ids = [self.index[x] for x in self.ctl.topology.links_between(a, b)]
+                flat.append(max(ids, key=lambda i: (not self.cut[i], self.pool[i])))
+                owner.append(j)
+        flat_a, owner_a = np.array(flat, dtype=np.intp), np.array(owner, dtype=np.intp)
+        prio = np.array([d.priority for d in self.demands])
+        self._classes = []
+        for p in sorted(set(prio.tolist()), reverse=True):
+            members = prio == p
+            in_class = members[owner_a] if owner_a.size else np.zeros(0, dtype=bool)
+            self._classes.append((flat_a[in_class], owner_a[in_class], members))
+        self._made = np.where(self.producing(), self.rate, 0.0)
+        self._usable = (~self.cut & ~self._ends_down()).astype(float)
+
+    def result(self, name: str, duration_s: float) -> SimResult:
+        links = [LinkResult(n, self.ends[i], float(self.rate[i]), float(self.generated[i]), float(self.consumed[i]),
+                            float(self.pool[i])) for i, n in enumerate(self.names)]
+        by_spec = sorted(range(len(self.demands)), key=lambda j: self.order[j])
+        demands = [DemandResult(d.name, d.saes, d.rate_bps, d.priority, float(self.requested[j]),
+                                float(self.delivered[j]), list(d.session.route) if d.session else [],
+                                d.session.reroutes if d.session else 0, d.refused)
+                   for j, d in ((j, self.demands[j]) for j in by_spec)]
+        return SimResult(name, duration_s, self.period_s, links, demands, np.array(self.times),
+                         np.array(self.pool_samples).T, np.array(self.delivered_samples).T[by_spec],
+                         list(self.ctl.events))
