@@ -85,11 +85,12 @@ def test_sessions_refuse_unknown_saes_access_and_over_capacity() -> None:
     assert err.value.status == 401
     with pytest.raises(ControlError, match="access control"):
         ctl.open_session("SA", "SX", 0.0)
-    ctl.open_session("SA", "SB", 0.0, key_rate_bps=800)
-    detour = ctl.open_session("SA", "SB", 0.0, key_rate_bps=300)  # the direct link is full: the long way round
+    ctl.open_session("SA", "SB", 0.0, key_rate_bps=400)  # each direction of a link gets half its rate
+    ctl.open_session("SB", "SA", 0.0, key_rate_bps=500)  # the other direction is free
+    detour = ctl.open_session("SA", "SB", 0.0, key_rate_bps=150)  # the direct link is full: the long way round
     assert detour.route == ["A", "D", "C", "B"]
-    with pytest.raises(ControlError, match="exceeds what hop A-B has left: 200 of 1000") as err:
-        ctl.open_session("SA", "SB", 0.0, key_rate_bps=701)
+    with pytest.raises(ControlError, match="exceeds what hop A-B has left: 100 of 500") as err:
+        ctl.open_session("SA", "SB", 0.0, key_rate_bps=351)
     assert err.value.status == 503
     with pytest.raises(ControlError, match="already open"):
         s = ctl.open_session("SA", "SB", 0.0, key_rate_bps=100, key_stream_id="k1")
@@ -98,8 +99,8 @@ def test_sessions_refuse_unknown_saes_access_and_over_capacity() -> None:
 
 def test_a_higher_priority_session_preempts_lower_ones() -> None:
     ctl = controller()
-    low = ctl.open_session("SA", "SB", 0.0, key_rate_bps=700, priority=0)
-    high = ctl.open_session("SA", "SB", 1.0, key_rate_bps=600, priority=5)
+    low = ctl.open_session("SA", "SB", 0.0, key_rate_bps=350, priority=0)
+    high = ctl.open_session("SA", "SB", 1.0, key_rate_bps=300, priority=5)
     assert high.key_stream_id in ctl.sessions and low.key_stream_id not in ctl.sessions
     assert any(e.kind == "session-preempted" for e in ctl.events)
     ctl.close_session(high.key_stream_id, 2.0)

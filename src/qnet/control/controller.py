@@ -127,7 +127,8 @@ class Controller:
         policy: route limits (max hops, excluded nodes, minimum key rate).
         saes: SAE_ID -> node.
         access: SAE_ID -> SAEs it may share keys with (an SAE not named may pair with any).
-        capacity_bps: planned key rate per link_id (admission control); missing: unlimited.
+        capacity_bps: planned key rate per link_id (admission control), half for each direction (each end
+            spends the half of the units it owns on what it sends); missing: unlimited.
         control_period_s: how often key managers report.
         silence_s: a link whose key managers have not reported for this long counts as down
             (3 control periods if None; ``math.inf`` for a simulator that reports only changes).
@@ -391,8 +392,9 @@ class Controller:
             ControlError: 503 if it does not fit even so.
         """
         victims: list[Session] = []
-        for a, b in zip(new.route, new.route[1:], strict=False):
-            capacity = sum(self.links[i].capacity_bps for i in self.topology.links_between(a, b))
+        for a, b in itertools.pairwise(new.route):
+            # each end owns half of a link's units and spends them on what it sends: a -> b gets half
+            capacity = sum(self.links[i].capacity_bps for i in self.topology.links_between(a, b)) / 2
             others = [s for s in self.sessions.values() if _crosses(s.route, a, b) and s not in victims]
             kept = sum(s.key_rate_bps for s in others if s.priority >= new.priority)
             if kept + new.key_rate_bps > capacity:
@@ -411,7 +413,8 @@ class Controller:
 
 
 def _crosses(route: Sequence[str], a: str, b: str) -> bool:
-    return any({x, y} == {a, b} for x, y in itertools.pairwise(route))
+    """Whether ``route`` goes from ``a`` to ``b`` (that direction)."""
+    return any((x, y) == (a, b) for x, y in itertools.pairwise(route))
 
 
 def _state_dict(state: LinkState) -> dict[str, Any]:

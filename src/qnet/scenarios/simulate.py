@@ -12,7 +12,8 @@ The body is a fluid model stepped once per control period on the kernel (:mod:`q
   for the block length ``qnet up`` gives it), into a pool capped as the live feeds are;
 - each demand asks for ``key_rate_bps x period`` bits per period along its session's route; where a
   hop's pool cannot cover all the demands crossing it, each gets the same share of what is there
-  (higher priorities first); what is not supplied is blocked (dropped, as an SAE turned away with 503
+  (higher priorities first, then demands the controller did not admit, served best effort as KMEs
+  serve enc_keys without a session); what is not supplied is blocked (dropped, as an SAE turned away with 503
   does), and the blocking probability is the blocked share of what was asked;
 - the spec's fault schedule cuts and restores links, stops nodes, and puts eavesdroppers on links
   (QBER about 25 %: the link makes no key and its QBER alarm trips).
@@ -23,17 +24,18 @@ controller is called only when a link's state changes, so 24 h of a 50-node netw
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from qnet.control.controller import ControlError, ControlEvent, Controller, LinkReport, Session
-from qnet.control.routing import RoutePolicy, Topology
+from qnet.control.routing import NoRouteError, RoutePolicy, Topology
 from qnet.quantum.link import expected_rate_bps, feed_block_pulses
 from qnet.scenarios.deploy import feed_geometry
 from qnet.scenarios.spec import FaultAction, NetworkSpec
@@ -43,8 +45,10 @@ __all__ = ["DemandResult", "LinkResult", "SimResult", "link_rates", "simulate"]
 
 UNIT_BITS = 256
 POOL_CAP_BITS = 100_000 * UNIT_BITS
-"""What a link's pool holds at most (the live feeds' ``max_units``)."""
+"""What a link's pools hold at most (the live feeds' ``max_units``), half in each direction."""
 LOW_WATER_UNITS = 1000
+ADMIT_RETRY_S = 60.0
+"""How often demands without a session ask the controller again (besides when a link changes)."""
 EVE_QBER = 0.25
 
 
@@ -79,7 +83,8 @@ class DemandResult:
     route: list[str]
     reroutes: int
     refused: str | None
-    """Why its session was never admitted, if it was not."""
+    """Why the controller did not admit its session, if it did not (it is then served best effort
+    on the router's route, after every admitted demand, unless access control refused it)."""
 
     @property
     def blocking_probability(self) -> float:
@@ -184,7 +189,13 @@ class _Demand:
     priority: int
     session: Session | None = None
     refused: str | None = None
-    links: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    best_effort: list[str] | None = None
+    """The route it is served on without a session, if the controller did not admit it."""
+
+    @property
+    def route(self) -> list[str]:
+        """The route its key takes now (empty: none)."""
+        return list(self.session.route) if self.session else list(self.best_effort or [])
 
 
 class _Run:
@@ -195,8 +206,10 @@ class _Run:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.ends = [(lk.endpoints[0], lk.endpoints[1]) for lk in spec.links]
         self.rate = np.array([float(rates.get(n, 0.0)) for n in self.names])
-        self.pool = np.zeros(len(self.names))
-        self.generated, self.consumed = np.zeros(len(self.names)), np.zeros(len(self.names))
+        # two pools per link (index 2 l + d): the units each end owns and spends on keys it sends,
+        # half the link's key each (the key store splits units between the ends by key_ID)
+        self.pool = np.zeros(2 * len(self.names))
+        self.generated, self.consumed = np.zeros(2 * len(self.names)), np.zeros(2 * len(self.names))
         self.cut = np.zeros(len(self.names), dtype=bool)
         self.eve = np.zeros(len(self.names), dtype=bool)
         self.node_down: set[str] = set()
@@ -220,8 +233,9 @@ class _Run:
         self.delivered_samples: list[np.ndarray] = []
         self._classes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._want = np.array([d.rate_bps for d in self.demands])
-        self._made = np.zeros(len(self.names))
-        self._usable = np.ones(len(self.names))
+        self._admitted_s = 0.0
+        self._made = np.zeros(2 * len(self.names))
+        self._usable = np.ones(2 * len(self.names))
 
     # -- the processes -------------------------------------------------------------------------------
 
@@ -235,7 +249,7 @@ class _Run:
     def sampler(self, kernel: Kernel, every_s: float, progress: Callable[[float], None] | None) -> Any:
         while True:
             self.times.append(kernel.now_s)
-            self.pool_samples.append(self.pool.copy())
+            self.pool_samples.append(self.pool.reshape(-1, 2).sum(axis=1))
             self.delivered_samples.append(self.delivered.copy())
             if progress:
                 progress(kernel.now_s)
@@ -253,16 +267,21 @@ class _Run:
 
     def step(self, dt: float) -> None:
         made = self._made * dt
-        self.generated += np.minimum(made, POOL_CAP_BITS - self.pool)
-        self.pool = np.minimum(self.pool + made, POOL_CAP_BITS)
+        self.generated += np.minimum(made, POOL_CAP_BITS / 2 - self.pool)
+        self.pool = np.minimum(self.pool + made, POOL_CAP_BITS / 2)
         want = self._want * dt
         self.requested += want
-        for flat, owner, members in self._classes:  # higher priority first; each class shares what is left
-            self._serve(flat, owner, members, want)
+        for cand, owner, members in self._classes:  # higher priority first; each class shares what is left
+            self._serve(cand, owner, members, want)
 
-    def _serve(self, flat: np.ndarray, owner: np.ndarray, members: np.ndarray, want: np.ndarray) -> None:
-        if flat.size == 0:
+    def _serve(self, cand: np.ndarray, owner: np.ndarray, members: np.ndarray, want: np.ndarray) -> None:
+        """Serve one priority class. ``cand`` holds, per (demand, hop), the sender's pools of the
+        hop's parallel links (padded with a dummy); each takes from the fullest usable one now, as a
+        KME takes each key from the link with the most stock."""
+        if cand.size == 0:
             return
+        score = np.append(self.pool * self._usable, -1.0)[cand]
+        flat = cand[np.arange(len(cand)), score.argmax(axis=1)]
         asked = want[owner]
         need = np.bincount(flat, weights=asked, minlength=len(self.pool))
         avail = self.pool * self._usable
@@ -282,23 +301,28 @@ class _Run:
     def control(self, now_s: float, *, force: bool = False) -> None:
         """Report the links whose state changed; re-route and admit sessions if anything did."""
         producing = self.producing()
-        low = self.pool < LOW_WATER_UNITS * UNIT_BITS
-        state = np.stack([producing, low, self.pool < 2 * LOW_WATER_UNITS * UNIT_BITS, self.eve])
-        changed = np.arange(len(self.names)) if force or self.reported is None else \
-            np.flatnonzero((state != self.reported).any(axis=0))
-        if changed.size == 0 and not force:
+        stock = self.pool.reshape(-1, 2).min(axis=1)  # each end reports what it may send
+        low = stock < LOW_WATER_UNITS * UNIT_BITS
+        state = np.stack([producing, low, stock < 2 * LOW_WATER_UNITS * UNIT_BITS, self.eve])
+        diff = np.ones_like(state) if force or self.reported is None else state != self.reported
+        changed = np.flatnonzero(diff.any(axis=0))
+        retry = bool(self.waiting) and now_s - self._admitted_s >= ADMIT_RETRY_S
+        if changed.size == 0 and not retry:
             return
         self.reported = state
         for i in changed:
             a, b = self.ends[i]
             node = a if a not in self.node_down else b
             up = bool(a not in self.node_down and b not in self.node_down)
-            report = LinkReport(self.names[i], int(self.pool[i] // UNIT_BITS), float(self.rate[i] * producing[i]),
+            report = LinkReport(self.names[i], int(stock[i] // UNIT_BITS), float(self.rate[i] * producing[i]),
                                 EVE_QBER if self.eve[i] else 0.0, up)
             self.ctl.report(node, [report], now_s)
-        self.ctl.reroute(now_s)
-        self._admit(now_s)
-        self._rebuild()
+        moved = self.ctl.reroute(now_s)
+        hard = bool(diff[[0, 3]].any())  # a link stopped, started or got an eavesdropper
+        if hard or retry:
+            self._admit(now_s)
+        if hard or retry or moved:
+            self._rebuild()
 
     def fault(self, action: FaultAction, target: str, kernel: Kernel) -> None:
         """Apply one fault of the schedule now."""
@@ -314,45 +338,66 @@ class _Run:
             self.node_down.discard(target)
         self.control(now_s, force=True)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether some demand has no session (admission is tried again now and then)."""
+        return any(d.session is None for d in self.demands)
+
     def _admit(self, now_s: float) -> None:
+        """Open a session for each demand that has none; one the controller does not admit for lack
+        of rate is served best effort on the router's route, after every admitted one (its SAEs
+        still call enc_keys, which KMEs serve without a session)."""
+        self._admitted_s = now_s
         for d in self.demands:
+            if d.session is not None and d.session.key_stream_id not in self.ctl.sessions:
+                d.session, d.refused = None, "pre-empted by a higher-priority demand"
             if d.session is None:
                 try:
                     d.session = self.ctl.open_session(*d.saes, now_s, key_rate_bps=d.rate_bps, priority=d.priority,
                                                       key_stream_id=d.name)
-                    d.refused = None
+                    d.refused, d.best_effort = None, None
                 except ControlError as exc:
                     d.refused = exc.message
-            elif d.session.key_stream_id not in self.ctl.sessions:  # pre-empted by a higher priority
-                d.session, d.refused = None, "pre-empted by a higher-priority demand"
+                    d.best_effort = self._best_effort_route(d, now_s) if exc.status == 503 else None
+
+    def _best_effort_route(self, d: _Demand, now_s: float) -> list[str] | None:
+        try:
+            return self.ctl.route(self.ctl.saes[d.saes[0]], self.ctl.saes[d.saes[1]], now_s)
+        except NoRouteError:
+            return None
 
     def _rebuild(self) -> None:
         """The flat (link, demand) incidence of the sessions' routes: on each hop, the producing link
         with the most key."""
-        flat, owner = [], []
+        cands, owner = [], []
         for j, d in enumerate(self.demands):
-            if d.session is None or self.node_down & set(d.session.route):
+            route = d.route
+            if not route or self.node_down & set(route):
                 continue
-            for a, b in zip(d.session.route, d.session.route[1:], strict=False):
-                ids = [self.index[x] for x in self.ctl.topology.links_between(a, b)]
-                flat.append(max(ids, key=lambda i: (not self.cut[i], self.pool[i])))
+            for a, b in itertools.pairwise(route):
+                cands.append([2 * self.index[x] + (self.ends[self.index[x]][0] != a)
+                              for x in self.ctl.topology.links_between(a, b)])  # the sender's units
                 owner.append(j)
-        flat_a, owner_a = np.array(flat, dtype=np.intp), np.array(owner, dtype=np.intp)
-        prio = np.array([d.priority for d in self.demands])
+        width = max((len(c) for c in cands), default=1)
+        dummy = len(self.pool)
+        flat_a = np.array([c + [dummy] * (width - len(c)) for c in cands], dtype=np.intp).reshape(-1, width)
+        owner_a = np.array(owner, dtype=np.intp)
+        prio = np.array([d.priority if d.session else -1 for d in self.demands])  # best effort: last
         self._classes = []
         for p in sorted(set(prio.tolist()), reverse=True):
             members = prio == p
             in_class = members[owner_a] if owner_a.size else np.zeros(0, dtype=bool)
             self._classes.append((flat_a[in_class], owner_a[in_class], members))
-        self._made = np.where(self.producing(), self.rate, 0.0)
-        self._usable = (~self.cut & ~self._ends_down()).astype(float)
+        self._made = np.repeat(np.where(self.producing(), self.rate / 2, 0.0), 2)
+        self._usable = np.repeat(~self.cut & ~self._ends_down(), 2).astype(float)
 
     def result(self, name: str, duration_s: float) -> SimResult:
-        links = [LinkResult(n, self.ends[i], float(self.rate[i]), float(self.generated[i]), float(self.consumed[i]),
-                            float(self.pool[i])) for i, n in enumerate(self.names)]
+        made, used, left = (x.reshape(-1, 2).sum(axis=1) for x in (self.generated, self.consumed, self.pool))
+        links = [LinkResult(n, self.ends[i], float(self.rate[i]), float(made[i]), float(used[i]), float(left[i]))
+                 for i, n in enumerate(self.names)]
         by_spec = sorted(range(len(self.demands)), key=lambda j: self.order[j])
         demands = [DemandResult(d.name, d.saes, d.rate_bps, d.priority, float(self.requested[j]),
-                                float(self.delivered[j]), list(d.session.route) if d.session else [],
+                                float(self.delivered[j]), d.route,
                                 d.session.reroutes if d.session else 0, d.refused)
                    for j, d in ((j, self.demands[j]) for j in by_spec)]
         return SimResult(name, duration_s, self.period_s, links, demands, np.array(self.times),
