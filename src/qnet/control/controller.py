@@ -151,6 +151,8 @@ class Controller:
         caps = capacity_bps or {}
         self.links = {lid: _Link((a, b), caps.get(lid, math.inf)) for a, b, lid in topology.links}
         self.sessions: dict[str, Session] = {}
+        self._version = 0
+        self._states: tuple[tuple[float, int], dict[str, LinkState]] | None = None
         self.events: deque[ControlEvent] = deque(maxlen=5000)
         self.route_changes = 0
 
@@ -169,6 +171,7 @@ class Controller:
             if link is None or node not in link.ends:
                 raise ControlError(400, f"link {rep.link_id!r} is not a link of node {node!r}")
             link.reports[node] = (rep, now_s)
+        self._version += 1
         self._check_alarms(now_s)
         return self.directive(now_s)
 
@@ -180,8 +183,11 @@ class Controller:
 
     def states(self, now_s: float) -> dict[str, LinkState]:
         """The merged state of every link: down if cut, reported down, or silent for 3 periods;
-        stored units the smaller end's; alarmed while an alarm holds."""
-        return {lid: self._state(link, now_s) for lid, link in self.links.items()}
+        stored units the smaller end's; alarmed while an alarm holds. (Kept until the next report,
+        cut or restore, or another time.)"""
+        if self._states is None or self._states[0] != (now_s, self._version):
+            self._states = ((now_s, self._version), {lid: self._state(link, now_s) for lid, link in self.links.items()})
+        return dict(self._states[1])
 
     def _state(self, link: _Link, now_s: float) -> LinkState:
         fresh = [rep for rep, at in link.reports.values() if now_s - at <= self.silence_s]
@@ -213,6 +219,8 @@ class Controller:
                         f"{stock} units stored, low-water mark {self.low_water_units}", "minor")
 
     def _alarm(self, lid: str, link: _Link, kind: str, on: bool, now_s: float, detail: str, severity: str) -> None:
+        if on != (kind in link.alarms):
+            self._version += 1
         if on and kind not in link.alarms:
             link.alarms.add(kind)
             self._event(now_s, kind, lid, severity, detail)
@@ -229,6 +237,7 @@ class Controller:
             ControlError: 404 for an unknown link.
         """
         link = self._link(link_id)
+        self._version += 1
         if not link.cut:
             link.cut = True
             self._event(now_s, "link-cut", link_id, "major", f"link cut ({reason})")
@@ -241,6 +250,7 @@ class Controller:
             ControlError: 404 for an unknown link.
         """
         link = self._link(link_id)
+        self._version += 1
         if link.cut:
             link.cut = False
             self._event(now_s, "link-restored", link_id, "cleared", "link back in service")

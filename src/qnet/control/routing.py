@@ -19,6 +19,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import networkx as nx
 
@@ -40,7 +42,14 @@ class Topology:
 
     def links_between(self, a: str, b: str) -> list[str]:
         """The link_ids joining ``a`` and ``b``."""
-        return [lid for x, y, lid in self.links if {x, y} == {a, b}]
+        return list(self._between.get(frozenset((a, b)), ()))
+
+    @cached_property
+    def _between(self) -> dict[frozenset[str], tuple[str, ...]]:
+        index: dict[frozenset[str], tuple[str, ...]] = {}
+        for x, y, lid in self.links:
+            index[frozenset((x, y))] = (*index.get(frozenset((x, y)), ()), lid)
+        return index
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Router:
 
     def __init__(self, topology: Topology, policy: RoutePolicy | None = None, cost: Cost = hop_cost) -> None:
         self.topology, self.policy, self.cost = topology, policy or RoutePolicy(), cost
+        self._graphs: dict[tuple[Any, ...], nx.Graph] = {}
+        self._alternatives: dict[tuple[Any, ...], list[list[str]]] = {}
 
     def route(self, src: str, dst: str, states: Mapping[str, LinkState] | None = None, *,
               avoid_nodes: Collection[str] = ()) -> list[str]:
@@ -119,8 +130,16 @@ class Router:
 
     def alternatives(self, src: str, dst: str, states: Mapping[str, LinkState] | None = None,
                      limit: int = 3) -> list[list[str]]:
-        """Up to ``limit`` loop-free routes, cheapest first (for the operator's view)."""
-        graph = self._graph(states or {}, set(), True)
+        """Up to ``limit`` loop-free routes, cheapest first (for the operator's view, and admission
+        when the cheapest route is full); kept while the network's state stays the same."""
+        key = (self._key(states or {}, set(), True), src, dst, limit)
+        if key not in self._alternatives:
+            self._alternatives[key] = self._k_shortest(self._graph(states or {}, set(), True), src, dst, limit)
+            while len(self._alternatives) > 4096:
+                self._alternatives.pop(next(iter(self._alternatives)))
+        return [list(r) for r in self._alternatives[key]]
+
+    def _k_shortest(self, graph: nx.Graph, src: str, dst: str, limit: int) -> list[list[str]]:
         routes: list[list[str]] = []
         try:
             for path in nx.shortest_simple_paths(graph, src, dst, weight="cost"):
@@ -141,6 +160,28 @@ class Router:
         return list(path)
 
     def _graph(self, states: Mapping[str, LinkState], avoid: set[str], allow_alarmed: bool) -> nx.Graph:
+        """The usable links as a weighted graph; the last few are kept, keyed by what they depend on
+        (each link's usability and cost), since a network's state changes far less often than
+        routes are asked for."""
+        key = self._key(states, avoid, allow_alarmed)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._build(states, avoid, allow_alarmed)
+            while len(self._graphs) > 16:
+                self._graphs.pop(next(iter(self._graphs)))
+        return graph
+
+    def _key(self, states: Mapping[str, LinkState], avoid: set[str], allow_alarmed: bool) -> tuple[Any, ...]:
+        return (frozenset(avoid), allow_alarmed,
+                tuple(self._edge_key(states.get(lid), allow_alarmed) for _, _, lid in self.topology.links))
+
+    def _edge_key(self, state: LinkState | None, allow_alarmed: bool) -> float | None:
+        state = state or LinkState()
+        if not state.up or state.key_rate_bps < self.policy.min_key_rate_bps or (state.alarm and not allow_alarmed):
+            return None
+        return self.cost(state)
+
+    def _build(self, states: Mapping[str, LinkState], avoid: set[str], allow_alarmed: bool) -> nx.Graph:
         graph = nx.Graph()
         graph.add_nodes_from(n for n in self.topology.nodes if n not in self.policy.excluded_nodes | avoid)
         for a, b, link_id in self.topology.links:

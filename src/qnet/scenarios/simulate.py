@@ -47,7 +47,7 @@ UNIT_BITS = 256
 POOL_CAP_BITS = 100_000 * UNIT_BITS
 """What a link's pools hold at most (the live feeds' ``max_units``), half in each direction."""
 LOW_WATER_UNITS = 1000
-ADMIT_RETRY_S = 60.0
+ADMIT_RETRY_S = 300.0
 """How often demands without a session ask the controller again (besides when a link changes)."""
 EVE_QBER = 0.25
 
