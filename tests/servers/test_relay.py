@@ -7,17 +7,23 @@ relay, the stores, the signed KM-to-KM channel and the ETSI 014 API are the real
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sqlite3
+import ssl
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
+from qnet.servers.node import RELAY_BATCH_UNITS, _next_batch, _Waiting
+from qnet.service.etsi014 import EncPlan
 from tests.servers.conftest import LiveNet, start_net
 
 API = "/api/v1/keys"
@@ -65,6 +71,69 @@ def test_relay_over_six_hops_gives_identical_keys_1000_times(line: LiveNet) -> N
     assert len({mine for _, mine, _ in delivered}) == 1000
 
 
+async def _enc_concurrently(net: LiveNet, slaves: list[str]) -> list[tuple[str, dict[str, bytes]]]:
+    """One-key enc_keys at A for every slave in ``slaves`` at once, one connection each: (slave,
+    {key_ID: key})."""
+    ctx = ssl.create_default_context(cafile=net.ca)
+    ctx.load_cert_chain(*net.cert("SAE_A"))
+
+    async def one(http: httpx.AsyncClient, slave: str) -> tuple[str, dict[str, bytes]]:
+        async with http:
+            r = await http.get(f"{net.url('A')}{API}/{slave}/enc_keys")
+        assert r.status_code == 200, r.text
+        return slave, {k["key_ID"]: base64.b64decode(k["key"]) for k in r.json()["keys"]}
+
+    clients = [httpx.AsyncClient(verify=ctx, timeout=60) for _ in slaves]
+    return list(await asyncio.gather(*(one(http, slave) for http, slave in zip(clients, slaves, strict=True))))
+
+
+def test_concurrent_requests_share_relay_messages_and_each_gets_its_own_keys(line: LiveNet) -> None:
+    """50 one-key requests at once, for two slave SAEs at G: all served, in fewer relay messages than
+    requests (keys stored by one message share its time stamp at G), every hop spending one unit
+    per key at both ends; each slave gets exactly its own keys, identical to the master's, once."""
+    relay(line, "SAE_A", "A", "SAE_G", "G", 1)  # pools filled, peers known
+    hops = list(zip("ABCDEF", "BCDEFG", strict=True))
+    before = {(a, b): [_relay_units(line.root / "store" / f"{n}.db", f"{a}-{b}") for n in (a, b)] for a, b in hops}
+    answers = asyncio.run(_enc_concurrently(line, ["SAE_G"] * 40 + ["SAE_X"] * 10))
+    mine = {k: key for _, got in answers for k, key in got.items()}
+    assert len(mine) == 50 and len(set(mine.values())) == 50
+    assert _relay_messages(line.root / "store" / "G.db", list(mine)) < 25
+    for a, b in hops:
+        spent = [_relay_units(line.root / "store" / f"{n}.db", f"{a}-{b}") - old
+                 for n, old in zip((a, b), before[(a, b)], strict=True)]
+        assert spent[0] == spent[1] and len(spent[0]) == 50, (a, b)
+    ids = {slave: [k for s, got in answers if s == slave for k in got] for slave in ("SAE_G", "SAE_X")}
+    assert _dec(line, "SAE_X", ids["SAE_G"][:1])[0] == 400  # another pair's key in the same message
+    for slave, wanted in ids.items():
+        status, got = _dec(line, slave, wanted)
+        assert status == 200 and got == {k: mine[k] for k in wanted}
+        assert _dec(line, slave, wanted[:1])[0] == 400  # delivered once
+
+
+def test_a_coalesced_batch_is_capped_and_skips_requests_whose_client_left() -> None:
+    """Up to RELAY_BATCH_UNITS units per batch (a bigger request goes alone); a request whose client
+    went away is dropped, not relayed."""
+    loop = asyncio.new_event_loop()
+    try:
+        def waiting(number: int, size: int = 256) -> _Waiting:
+            return _Waiting(EncPlan("SAE_A", ["SAE_G"], number, size, "G", list("ABCDEFG")), loop.create_future())
+
+        queue = deque([waiting(600), waiting(400), waiting(100), waiting(1024, 8192), waiting(1)])
+        queue[2].done.cancel()
+        batches = [[w.plan.number for w in batch] for batch in iter(lambda: _next_batch(queue, 256), [])]
+        assert RELAY_BATCH_UNITS == 1024 and batches == [[600, 400], [1024], [1]]
+    finally:
+        loop.close()
+
+
+def _dec(net: LiveNet, slave: str, key_ids: list[str]) -> tuple[int, dict[str, bytes]]:
+    """dec_keys at G for ``slave``: (status, {key_ID: key})."""
+    with net.client(slave) as http:
+        r = http.post(f"{net.url('G')}{API}/SAE_A/dec_keys", json={"key_IDs": [{"key_ID": k} for k in key_ids]})
+    keys = r.json().get("keys", []) if r.status_code == 200 else []
+    return r.status_code, {k["key_ID"]: base64.b64decode(k["key"]) for k in keys}
+
+
 def test_every_hop_accounts_its_key_consumption(line: LiveNet) -> None:
     """Both ends of every link spent the same units on relays: one unit per 256-bit key per hop."""
     hops = list(zip("ABCDEF", "BCDEFG", strict=True))
@@ -85,9 +154,9 @@ def test_access_control_and_unknown_pairs_get_401(line: LiveNet) -> None:
 
 def test_a_forged_relay_message_is_refused_and_raises_an_alarm(line: LiveNet) -> None:
     """C refuses a relay message claiming to come from B but signed with A's key, or replayed."""
-    body = {"type": "relay", "link_id": "B-C", "route": list("ABCDEFG"), "hop": 2, "master": "SAE_A",
-            "slaves": ["SAE_G"], "size": 256, "keys": [{"key_ID": str(uuid.uuid4()), "units": [str(uuid.uuid4())],
-                                                        "c": base64.b64encode(bytes(32)).decode()}]}
+    key = {"key_ID": str(uuid.uuid4()), "units": [str(uuid.uuid4())], "c": base64.b64encode(bytes(32)).decode()}
+    body = {"type": "relay", "link_id": "B-C", "route": list("ABCDEFG"), "hop": 2,
+            "groups": [{"master": "SAE_A", "slaves": ["SAE_G"], "size": 256, "keys": [key]}]}
     a_key = load_signing_key(line.root / "kme" / "A.mldsa.key")
     forged = seal(body, sender="B", receiver="C", key=a_key, now_s=time.time())
     with line.client("B", kind="kme") as http:
@@ -125,6 +194,14 @@ def test_ring_reroutes_around_a_killed_trusted_node_and_it_rejoins(tmp_path: Pat
             assert all(mine == theirs for _, mine, theirs in batch)
     finally:
         net.stop()
+
+
+def _relay_messages(db: Path, key_ids: list[str]) -> int:
+    """How many relay messages stored these keys at the last node (one time stamp per message)."""
+    marks = ",".join("?" * len(key_ids))
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return int(conn.execute(f"SELECT COUNT(DISTINCT created_s) FROM keys WHERE key_ID IN ({marks})",
+                                key_ids).fetchone()[0])
 
 
 def _relay_units(db: Path, link_id: str) -> set[str]:

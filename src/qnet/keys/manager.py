@@ -200,16 +200,18 @@ class KeyManager:
 
     # -- key relay -------------------------------------------------------------------------------------
 
-    def relay_start(self, master: str, slaves: Sequence[str], number: int, size: int,
-                    route: Sequence[str]) -> tuple[list[DeliveredKey], relay.RelayHop]:
-        """Spend the first hop's key for a relay along ``route`` (this node first); the keys go to the
-        master once the message has reached the last node.
+    def relay_start(self, requests: Sequence[relay.RelayRequest],
+                    route: Sequence[str]) -> tuple[list[list[DeliveredKey]], relay.RelayHop]:
+        """Spend the first hop's key for the ``requests`` relayed together along ``route`` (this node
+        first), in one message; each request's keys go to its master once the message has reached
+        the last node.
 
         Raises:
-            NotEnoughKey: if the first hop's pool is short.
+            NotEnoughKey: if the first hop's pool is short for all of them; nothing is taken.
+            StoreError: if every link to the next node is out of service.
         """
-        return relay.start(self.store, self.best_link(route[1]).link_id, route=route, master=master,
-                           slaves=slaves, number=number, size_bits=size, unit_bits=self.unit_bits, now_s=self.clock())
+        return relay.start(self.store, self.best_link(route[1]).link_id, route=route, requests=requests,
+                           unit_bits=self.unit_bits, now_s=self.clock())
 
     def relay_step(self, msg: Opened) -> relay.RelayHop:
         """Act on a verified ``relay`` message: decrypt, then store here or re-encrypt for the next node.

@@ -9,7 +9,8 @@ Two background threads keep it in step with its peers:
 
 Keys for SAEs at non-adjacent nodes are relayed (:meth:`KmeNode.relay_keys`) along a route from the
 control layer's router, avoiding peers that do not answer and nodes that just failed a relay; a
-failed relay is retried on another route.
+failed relay is retried on another route. Concurrent requests for the same target node are
+coalesced: while one relay to it is in flight the others queue, then go together in one message.
 
 Feeders (one child process per link, ``qnet.servers.feeder``) fill the store.
 """
@@ -19,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,8 @@ from typing import Any
 from qnet.clients.km import AsyncKmClient, KmClient, PeerError, tls_client_context
 from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, Topology
 from qnet.keys.manager import KeyManager, LinkInfo
-from qnet.keys.store import DeliveredKey, KeyStore, StoreError
+from qnet.keys.relay import RelayRequest
+from qnet.keys.store import DeliveredKey, KeyStore, NotEnoughKey, StoreError
 from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.agent import ControlAgent
@@ -50,6 +54,12 @@ EXPIRY_PERIOD_S = 10.0
 HOLD_DOWN_S = 5.0
 """How long a node or link that failed a relay is routed around."""
 RELAY_TRIES = 3
+RELAY_IN_FLIGHT = 1
+"""Relays in flight per target node from here; requests arriving meanwhile queue for the next one."""
+RELAY_BATCH_UNITS = 1024
+"""At most this many units per hop in one coalesced relay (1024 keys of 256 bits, the ETSI 014
+``max_key_per_request``): bounds each hop's transaction and message, so the wait of the requests
+queued behind it. A single request larger than this still goes, alone."""
 
 
 class Broadcast:
@@ -84,6 +94,36 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """An enc_keys request waiting for its relay: ``done`` gets its keys or its error."""
+
+    plan: EncPlan
+    done: asyncio.Future[list[DeliveredKey]]
+
+    def fail(self, exc: BaseException) -> None:
+        """Answer the request with ``exc`` (unless its client left)."""
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+def _next_batch(queue: deque[_Waiting], unit_bits: int) -> list[_Waiting]:
+    """Take the head of ``queue`` and those behind it up to ``RELAY_BATCH_UNITS`` (at least one
+    request); requests whose client left are dropped. Empty when the queue is."""
+    batch: list[_Waiting] = []
+    units = 0
+    while queue:
+        waiting = queue[0]
+        cost = math.ceil(waiting.plan.size / unit_bits) * waiting.plan.number
+        if batch and units + cost > RELAY_BATCH_UNITS:
+            break
+        queue.popleft()
+        if not waiting.done.done():
+            batch.append(waiting)
+            units += cost
+    return batch
 
 
 class KmeNode:
@@ -132,6 +172,8 @@ class KmeNode:
         """The server's event loop (set by the server at start-up)."""
         self.flushed = Broadcast()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._relay_queues: defaultdict[str, deque[_Waiting]] = defaultdict(deque)
+        self._relay_workers: defaultdict[str, int] = defaultdict(int)
         self._cond = threading.Condition()
         self._unreachable: set[str] = set()
         self._dirty = False
@@ -197,14 +239,77 @@ class KmeNode:
     async def relay_keys(self, plan: EncPlan) -> list[DeliveredKey]:
         """Relay ``plan``'s keys to its target; the master's keys once the target has stored them.
 
+        Requests for the same target are coalesced: while a relay to it is in flight, new ones
+        queue, and the next relay carries the queue in one message (up to ``RELAY_BATCH_UNITS``):
+        one signature and one round trip per hop for all, where each used to pay its own four.
+        The batch succeeds or fails whole, so no master holds a key its slave cannot get.
+
         Raises:
+            Etsi014Error: 503 if no route works (each try's failure is named), or the pool is short.
+        """
+        waiting = _Waiting(plan, asyncio.get_running_loop().create_future())
+        self._relay_queues[plan.target].append(waiting)
+        if self._relay_workers[plan.target] < RELAY_IN_FLIGHT:
+            self._relay_workers[plan.target] += 1
+            self._spawn(self._relay_worker(plan.target))
+        return await waiting.done
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task on the running loop, holding a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay_worker(self, target: str) -> None:
+        """Relay the queue for ``target`` batch after batch until it is empty."""
+        queue = self._relay_queues[target]
+        try:
+            while batch := _next_batch(queue, self.manager.unit_bits):
+                await self._relay_batch(target, batch)
+        finally:
+            self._relay_workers[target] -= 1
+
+    async def _relay_batch(self, target: str, batch: list[_Waiting]) -> None:
+        """Relay one batch and answer each request in it; a batch the first hop's pool cannot serve
+        whole is split in halves, so requests that fit alone are still served."""
+        try:
+            results = await self._relay_tries(target, [w.plan for w in batch])
+        except NotEnoughKey as exc:
+            if len(batch) == 1:
+                batch[0].fail(Etsi014Error(503, exc.message, exc.details))
+                return
+            half = len(batch) // 2
+            for part in (batch[:half], batch[half:]):
+                await self._relay_batch(target, part)
+            return
+        except Exception as exc:  # Etsi014Error, or a bug: every request of the batch fails alike
+            for waiting in batch:
+                waiting.fail(exc)
+            return
+        for waiting, keys in zip(batch, results, strict=True):
+            if not waiting.done.done():
+                waiting.done.set_result(keys)
+
+    async def _relay_tries(self, target: str, plans: list[EncPlan]) -> list[list[DeliveredKey]]:
+        """Relay ``plans`` in one message per hop, retried on another route (``RELAY_TRIES``).
+
+        Raises:
+            NotEnoughKey: if the first hop's pool is short for them all.
             Etsi014Error: 503 if no route works (each try's failure is named).
         """
-        route, failures = plan.route, []
+        requests = [RelayRequest(p.master, tuple(p.slaves), p.number, p.size) for p in plans]
+        failures: list[str] = []
         for _ in range(RELAY_TRIES):
             try:
-                keys, hop = self.manager.relay_start(plan.master, plan.slaves, plan.number, plan.size, route)
+                route = self.route_to(target)
+            except NoRouteError as exc:
+                failures.append(str(exc))
+                break
+            try:
+                keys, hop = self.manager.relay_start(requests, route)
             except StoreError as exc:
+                if isinstance(exc, NotEnoughKey):
+                    raise  # the caller may split the batch
                 raise Etsi014Error(503, exc.message, exc.details) from None
             try:
                 await self.send_async(str(hop.next_node), hop.body)
@@ -212,13 +317,8 @@ class KmeNode:
             except PeerError as exc:
                 failed = self._relay_failed(str(hop.next_node), exc)
                 failures.append(f"{' -> '.join(route)}: {exc}")
-                self.manager.event("relay-reroute", f"relay to {plan.target} failed at {failed}; trying another route")
-            try:
-                route = self.route_to(plan.target)
-            except NoRouteError as exc:
-                failures.append(str(exc))
-                break
-        raise Etsi014Error(503, f"key relay to {plan.target} failed", [{"try": f} for f in failures])
+                self.manager.event("relay-reroute", f"relay to {target} failed at {failed}; trying another route")
+        raise Etsi014Error(503, f"key relay to {target} failed", [{"try": f} for f in failures])
 
     async def relay_hop(self, opened: Opened) -> dict[str, Any]:
         """Apply a relay message and pass it on; the reply comes back once the last node stored it.
