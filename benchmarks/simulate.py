@@ -26,7 +26,7 @@ import networkx as nx
 import numpy as np
 from _common import emit, machine
 
-from qnet.scenarios.simulate import link_rates, simulate
+from qnet.scenarios.simulate import link_qbers, link_rates, simulate
 from qnet.scenarios.spec import NetworkSpec
 
 GOAL_S = 60.0
@@ -75,10 +75,10 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         spec = network(size)
         start = time.perf_counter()
-        rates = link_rates(spec)
+        rates, qbers = link_rates(spec), link_qbers(spec)
         plan_s = time.perf_counter() - start
         start = time.perf_counter()
-        result = simulate(spec, args.hours * 3600, rates=rates)
+        result = simulate(spec, args.hours * 3600, rates=rates, qbers=qbers)
         sim_s = time.perf_counter() - start
         asked = sum(d.requested_bits for d in result.demands)
         share = sum(d.delivered_bits for d in result.demands) / asked if asked else 0.0

@@ -74,16 +74,16 @@ def _slug(name: str) -> str:
 
 
 def _run(spec: Any, duration_s: float, period_s: float, seed: int, *, quiet: bool) -> Any:
-    from qnet.scenarios.simulate import link_rates
+    from qnet.scenarios.simulate import link_qbers, link_rates
     from qnet.scenarios.simulate import simulate as run
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=quiet) as bar:
         task = bar.add_task("link physics", total=1)
-        rates = link_rates(spec)
+        rates, qbers = link_rates(spec), link_qbers(spec)
         bar.update(task, description=f"simulating {duration_s / 3600:g} h", total=duration_s, completed=0)
-        return run(spec, duration_s, control_period_s=period_s, rates=rates, seed=seed,
+        return run(spec, duration_s, control_period_s=period_s, rates=rates, qbers=qbers, seed=seed,
                    progress=lambda t: bar.update(task, completed=t))
 
 

@@ -27,8 +27,8 @@ from qnet.quantum.eve import Eve
 from qnet.quantum.postprocess.authentication import AuthKeyPool
 from qnet.quantum.postprocess.pipeline import BlockReport, ChainConfig, PostProcessor
 
-__all__ = ["CASCADE_EFFICIENCY", "FEED_BLOCKS", "LinkEnd", "LinkSummary", "SimulatedLink", "expected_rate_bps",
-           "feed_block_pulses", "settings_for_block", "summarise"]
+__all__ = ["CASCADE_EFFICIENCY", "FEED_BLOCKS", "LinkEnd", "LinkSummary", "SimulatedLink", "expected_block",
+           "expected_qber", "expected_rate_bps", "feed_block_pulses", "settings_for_block", "summarise"]
 
 CASCADE_EFFICIENCY = 1.07
 """Reconciliation efficiency f the chain's Cascade reaches on these blocks (measured: 1.070 at 25 km
@@ -52,7 +52,6 @@ def settings_for_block(device: BB84DecoyParams, channel_transmittance: float, pu
     return optimal_settings(params, channel_transmittance * device.detector_efficiency, pulses=pulses)
 
 
-@lru_cache(maxsize=4096)
 def expected_rate_bps(length_km: float, attenuation_db_per_km: float, pulses_per_block: int,
                       ec_efficiency: float = CASCADE_EFFICIENCY) -> float:
     """Secret key rate (bit/s) a :class:`SimulatedLink` with the default device makes on average:
@@ -64,12 +63,30 @@ def expected_rate_bps(length_km: float, attenuation_db_per_km: float, pulses_per
         >>> round(expected_rate_bps(25.0, 0.2, 10**9) / 1e3)  # kbit/s
         338
     """
+    return expected_block(length_km, attenuation_db_per_km, pulses_per_block, ec_efficiency)[0]
+
+
+def expected_qber(length_km: float, attenuation_db_per_km: float, pulses_per_block: int) -> float:
+    """The QBER (key basis) a :class:`SimulatedLink` with the default device sees on average: what
+    its end reports to the controller, so that ``qnet simulate`` raises the same QBER alarms.
+
+    Examples:
+        >>> round(expected_qber(25.0, 0.2, 10**9), 3)
+        0.033
+    """
+    return expected_block(length_km, attenuation_db_per_km, pulses_per_block, CASCADE_EFFICIENCY)[1]
+
+
+@lru_cache(maxsize=4096)
+def expected_block(length_km: float, attenuation_db_per_km: float, pulses_per_block: int,
+                   ec_efficiency: float) -> tuple[float, float]:
+    """(secret bit/s, QBER) of a simulated link on average, from the finite-key length of one block."""
     device = BB84DecoyParams(attenuation_db_per_km=attenuation_db_per_km)
     channel = float(link_transmittance(length_km, attenuation_db_per_km, device.extra_loss_db))
     settings = settings_for_block(device, channel, pulses_per_block)
     params = replace(device, decoy="vacuum+weak", nu=None, block_size=1e6, ec_efficiency=ec_efficiency)
     result = key_length_for_pulses(params, channel * device.detector_efficiency, settings, pulses_per_block)
-    return max(result.key_length, 0.0) * device.rep_rate_hz / pulses_per_block
+    return max(result.key_length, 0.0) * device.rep_rate_hz / pulses_per_block, float(result.qber_x)
 
 
 def feed_block_pulses(length_km: float, attenuation_db_per_km: float) -> int:

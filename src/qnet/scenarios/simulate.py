@@ -36,12 +36,12 @@ import numpy as np
 
 from qnet.control.controller import ControlError, ControlEvent, Controller, LinkReport, Session
 from qnet.control.routing import NoRouteError, RoutePolicy, Topology
-from qnet.quantum.link import expected_rate_bps, feed_block_pulses
+from qnet.quantum.link import CASCADE_EFFICIENCY, expected_block, feed_block_pulses
 from qnet.scenarios.deploy import feed_geometry
 from qnet.scenarios.spec import FaultAction, NetworkSpec
 from qnet.sim.kernel import Kernel
 
-__all__ = ["DemandResult", "LinkResult", "SimResult", "link_rates", "simulate"]
+__all__ = ["DemandResult", "LinkResult", "SimResult", "link_qbers", "link_rates", "simulate"]
 
 UNIT_BITS = 256
 POOL_CAP_BITS = 100_000 * UNIT_BITS
@@ -132,15 +132,26 @@ class SimResult:
 
 def link_rates(spec: NetworkSpec) -> dict[str, float]:
     """Each link's mean secret key rate (bit/s) as ``qnet up`` runs it (its block length included)."""
-    rates = {}
+    return {name: rate for name, (rate, _) in _link_physics(spec).items()}
+
+
+def link_qbers(spec: NetworkSpec) -> dict[str, float]:
+    """Each link's mean QBER as ``qnet up`` runs it (what its ends report to the controller)."""
+    return {name: qber for name, (_, qber) in _link_physics(spec).items()}
+
+
+def _link_physics(spec: NetworkSpec) -> dict[str, tuple[float, float]]:
+    physics = {}
     for link in spec.links:
         length, attenuation = feed_geometry(spec, link)
-        rates[link.label] = expected_rate_bps(length, attenuation, feed_block_pulses(length, attenuation))
-    return rates
+        physics[link.label] = expected_block(length, attenuation, feed_block_pulses(length, attenuation),
+                                             CASCADE_EFFICIENCY)
+    return physics
 
 
 def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 1.0,
-             rates: Mapping[str, float] | None = None, samples: int = 600, seed: int = 0,
+             rates: Mapping[str, float] | None = None, qbers: Mapping[str, float] | None = None,
+             samples: int = 600, seed: int = 0,
              progress: Callable[[float], None] | None = None) -> SimResult:
     """Run ``spec`` for ``duration_s`` simulated seconds.
 
@@ -149,6 +160,7 @@ def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 
         duration_s: simulated time.
         control_period_s: the step of the fluid model and the controller's period.
         rates: link name -> secret key rate (bit/s); :func:`link_rates` if left out.
+        qbers: link name -> QBER its ends report; :func:`link_qbers` if rates are left out too, else 0.
         samples: how many points the time series keep.
         seed: the kernel's seed.
         progress: called with the simulated time now and then (for progress bars).
@@ -159,7 +171,9 @@ def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 
     if not (duration_s > 0 and control_period_s > 0):
         raise ValueError("duration and control period must be > 0")
     started = time.perf_counter()
-    run = _Run(spec, dict(rates) if rates is not None else link_rates(spec), control_period_s)
+    if rates is None:
+        rates, qbers = link_rates(spec), link_qbers(spec)
+    run = _Run(spec, dict(rates), dict(qbers or {}), control_period_s)
     kernel = Kernel(seed)
     for fault in spec.faults:
         target = fault.link or fault.node or ""
@@ -201,11 +215,12 @@ class _Demand:
 class _Run:
     """The state of one simulation: pools, link states, sessions and their routes."""
 
-    def __init__(self, spec: NetworkSpec, rates: dict[str, float], period_s: float) -> None:
+    def __init__(self, spec: NetworkSpec, rates: dict[str, float], qbers: dict[str, float], period_s: float) -> None:
         self.names = [lk.label for lk in spec.links]
         self.index = {name: i for i, name in enumerate(self.names)}
         self.ends = [(lk.endpoints[0], lk.endpoints[1]) for lk in spec.links]
         self.rate = np.array([float(rates.get(n, 0.0)) for n in self.names])
+        self.qber = np.array([float(qbers.get(n, 0.0)) for n in self.names])
         # two pools per link (index 2 l + d): the units each end owns and spends on keys it sends,
         # half the link's key each (the key store splits units between the ends by key_ID)
         self.pool = np.zeros(2 * len(self.names))
@@ -315,7 +330,7 @@ class _Run:
             node = a if a not in self.node_down else b
             up = bool(a not in self.node_down and b not in self.node_down)
             report = LinkReport(self.names[i], int(stock[i] // UNIT_BITS), float(self.rate[i] * producing[i]),
-                                EVE_QBER if self.eve[i] else 0.0, up)
+                                EVE_QBER if self.eve[i] else float(self.qber[i]), up)
             self.ctl.report(node, [report], now_s)
         moved = self.ctl.reroute(now_s)
         hard = bool(diff[[0, 3]].any())  # a link stopped, started or got an eavesdropper

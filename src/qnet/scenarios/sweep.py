@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qnet.errors import QNetError
-from qnet.scenarios.simulate import link_rates, simulate
+from qnet.scenarios.simulate import link_qbers, link_rates, simulate
 from qnet.scenarios.spec import NetworkSpec
 
 __all__ = ["KNOBS", "parse_sweep", "run_sweep", "sweep_point"]
@@ -48,8 +48,8 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
     return name, points
 
 
-def sweep_point(spec: NetworkSpec, rates: dict[str, float], knob: str, value: float, duration_s: float,
-                control_period_s: float, seed: int) -> dict[str, Any]:
+def sweep_point(spec: NetworkSpec, rates: dict[str, float], qbers: dict[str, float], knob: str, value: float,
+                duration_s: float, control_period_s: float, seed: int) -> dict[str, Any]:
     """One simulation of the sweep (runs on a Dask worker): the summary with the knob's value."""
     period = value if knob == "control_period_s" else control_period_s
     if knob == "demand_scale":
@@ -57,7 +57,7 @@ def sweep_point(spec: NetworkSpec, rates: dict[str, float], knob: str, value: fl
                                                    for d in spec.demands]})
     if knob == "rate_scale":
         rates = {name: rate * value for name, rate in rates.items()}
-    result = simulate(spec, duration_s, control_period_s=period, rates=rates, seed=seed, samples=2)
+    result = simulate(spec, duration_s, control_period_s=period, rates=rates, qbers=qbers, seed=seed, samples=2)
     return {knob: value, **result.as_dict()}
 
 
@@ -76,7 +76,7 @@ def run_sweep(spec: NetworkSpec, knob: str, values: list[float], duration_s: flo
     """
     from dask.distributed import Client, LocalCluster, as_completed
 
-    rates = link_rates(spec)  # once, here: the physics does not change across the sweep
+    rates, qbers = link_rates(spec), link_qbers(spec)  # once, here: the physics is the same at every point
     cluster = None
     try:
         if scheduler is None:
@@ -88,7 +88,8 @@ def run_sweep(spec: NetworkSpec, knob: str, values: list[float], duration_s: flo
     except OSError as exc:
         raise QNetError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
     try:
-        futures = [client.submit(sweep_point, spec, rates, knob, v, duration_s, control_period_s, seed, pure=False)
+        futures = [client.submit(sweep_point, spec, rates, qbers, knob, v, duration_s, control_period_s, seed,
+                                 pure=False)
                    for v in values]
         for done, _ in enumerate(as_completed(futures), start=1):
             if progress:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ControlAgent"]
 
+RATE_WINDOW_S = 60.0
+"""The key rate reported is the mean over this long: links deliver key a block at a time."""
+
 log = logging.getLogger("qnet.kme")
 
 
@@ -38,7 +42,7 @@ class ControlAgent:
     def __init__(self, node: KmeNode, url: str, period_s: float, context: ssl.SSLContext) -> None:
         self.node, self.url, self.period_s = node, url.rstrip("/") + "/control/v1/reports", period_s
         self._http = httpx.Client(verify=context, timeout=max(period_s, 2.0))
-        self._last: dict[str, tuple[int, float]] = {}
+        self._history: dict[str, deque[tuple[float, int]]] = {}
         self._silent_since: float | None = None
         self._cut: set[str] = set()
 
@@ -69,11 +73,12 @@ class ControlAgent:
         """This KME's view of each of its links."""
         store, out = self.node.store, []
         for link in self.node.config.links:
-            produced = store.produced(link.link_id)
-            last = self._last.get(link.link_id)
-            bits = (produced - last[0]) * self.node.config.unit_bits if last else 0
-            rate = bits / (now - last[1]) if last and now > last[1] else 0.0
-            self._last[link.link_id] = (produced, now)
+            history = self._history.setdefault(link.link_id, deque())
+            history.append((now, store.produced(link.link_id)))
+            while len(history) > 2 and now - history[1][0] >= RATE_WINDOW_S:
+                history.popleft()
+            (t0, first), (t1, last) = history[0], history[-1]
+            rate = (last - first) * self.node.config.unit_bits / (t1 - t0) if t1 > t0 else 0.0
             qber = store.get_meta(f"qber/{link.link_id}")
             out.append({"link_id": link.link_id, "stored_units": store.stock(link.link_id),
                         "key_rate_bps": max(rate, 0.0), "qber": None if qber is None else float(qber),

@@ -93,6 +93,8 @@ def feed(store: KeyStore, link: LinkConfig, source: _Source, epoch: float, *, ro
         qber = _last_qber(source)
         if qber is not None:
             store.set_meta(f"qber/{link.link_id}", repr(qber))
+        if units:  # how far the link's own clock has got (it lags the wall clock on a busy machine)
+            store.set_meta(f"link_s/{link.link_id}", repr(fed_until * link.source.speedup))
         if not units:
             time.sleep(pause_s)
     return added
