@@ -59,5 +59,5 @@ def test_python_examples_in_docs(doc: Path) -> None:
 def test_readme_opens_with_the_two_commands() -> None:
     """The README starts with the set-up + main job command and the test command."""
     blocks = BLOCK.findall((ROOT / "README.md").read_text())
-    assert "pip install -e . && qnet keyrate --spec examples/tokyo-qkd-network.yaml" in blocks[0][1]
+    assert "pip install -e . && qnet up examples/tokyo-qkd-network.yaml" in blocks[0][1]
     assert "pip install -e '.[dev]' && pytest" in blocks[1][1]
