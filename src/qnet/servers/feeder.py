@@ -1,5 +1,5 @@
-"""The key feed of one link end: a child process of the KME that runs the link's key source and
-writes its units into the KME's store (the QKD module beside a key manager).
+"""The key feeds of one KME: a child process that runs its links' key sources in turn and writes
+their units into the KME's store (the QKD modules beside a key manager).
 
 It runs in its own process so that the photon simulation and post-processing (numpy, numba) never
 hold up the server's event loop. It stops when its parent dies (checked each round), caps what it
@@ -22,7 +22,7 @@ from qnet.physics.bb84 import BB84DecoyParams
 from qnet.quantum.link import SimulatedLink
 from qnet.servers.config import LinkConfig, SourceConfig, load_config
 
-__all__ = ["PrngSource", "feed", "feeder_main", "make_source"]
+__all__ = ["LinkFeed", "PrngSource", "feed", "feeder_main", "make_source"]
 
 
 class _Unit(Protocol):
@@ -70,32 +70,47 @@ def make_source(kme_id: str, link: LinkConfig, unit_bits: int) -> _Source:
     return sim.alice if kme_id == link.ends[0] else sim.bob
 
 
-def feed(store: KeyStore, link: LinkConfig, source: _Source, epoch: float, *, rounds: int | None = None,
-         pause_s: float = 0.1, step_s: float = 1.0) -> int:
-    """Move units from ``source`` to ``store`` until stopped (``rounds`` rounds, or for ever while
-    the parent lives); returns the units added. Each round advances the source's clock by at most
-    ``step_s`` of wall time, so that a feed catching up after a restart still checks its parent
-    and its cap between blocks."""
-    parent, added, done, fed_until = os.getppid(), 0, 0, 0.0
+@dataclass
+class LinkFeed:
+    """One link's source and how far its clock has been fed."""
+
+    link: LinkConfig
+    source: _Source
+    epoch: float
+    step_s: float
+    """At most this much wall time per round (one block), so that a feed catching up after a
+    restart still lets the other links and the parent check run between blocks."""
+    fed_until: float = 0.0
+
+    def round(self, store: KeyStore) -> int:
+        """Move what the source has made by now into ``store``; returns the units added."""
+        link = self.link
+        if store.held(link.link_id) >= link.source.max_units:
+            return 0
+        self.fed_until = min(time.time() - self.epoch, self.fed_until + self.step_s)
+        units = self.source.take(self.fed_until)
+        if store.get_meta(f"cut/{link.link_id}") == "1":  # the operator cut the link: what it made is lost
+            return 0
+        added = store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), time.time())
+        qber = _last_qber(self.source)
+        if qber is not None:
+            store.set_meta(f"qber/{link.link_id}", repr(qber))
+        if units:  # how far the link's own clock has got (it lags the wall clock on a busy machine)
+            store.set_meta(f"link_s/{link.link_id}", repr(self.fed_until * link.source.speedup))
+        return added
+
+
+def feed(store: KeyStore, feeds: Sequence[LinkFeed], *, rounds: int | None = None, pause_s: float = 0.1) -> int:
+    """Feed every link in turn until stopped (``rounds`` rounds, or for ever while the parent
+    lives); sleeps ``pause_s`` when a whole round made nothing. Returns the units added."""
+    parent, added, done = os.getppid(), 0, 0
     while rounds is None or done < rounds:
         done += 1
         if rounds is None and os.getppid() != parent:
             break  # the KME died: a QKD module without its key manager stops
-        if store.held(link.link_id) >= link.source.max_units:
-            time.sleep(pause_s)
-            continue
-        fed_until = min(time.time() - epoch, fed_until + step_s)
-        units = source.take(fed_until)
-        if store.get_meta(f"cut/{link.link_id}") == "1":  # the operator cut the link: what it made is lost
-            time.sleep(pause_s)
-            continue
-        added += store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), time.time())
-        qber = _last_qber(source)
-        if qber is not None:
-            store.set_meta(f"qber/{link.link_id}", repr(qber))
-        if units:  # how far the link's own clock has got (it lags the wall clock on a busy machine)
-            store.set_meta(f"link_s/{link.link_id}", repr(fed_until * link.source.speedup))
-        if not units:
+        made = sum(f.round(store) for f in feeds)
+        added += made
+        if not made:
             time.sleep(pause_s)
     return added
 
@@ -106,17 +121,20 @@ def _last_qber(source: _Source) -> float | None:
     return float(reports[-1].qber_estimate) if reports else None
 
 
-def feeder_main(config_path: str, link_id: str) -> None:
-    """Entry point of the feeder process of ``link_id`` in the KME configured at ``config_path``."""
+def feeder_main(config_path: str) -> None:
+    """Entry point of the feeder process of the KME configured at ``config_path``: one process runs
+    all its links in turn (a process per link costs a few hundred MB each: numpy, numba)."""
     os.nice(10)  # the photon simulation yields the cores to the key managers' requests
     config = load_config(Path(config_path))
-    link = next(lk for lk in config.links if lk.link_id == link_id)
     store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
-    epoch = float(store.set_meta_once(f"epoch/{link_id}", repr(time.time())))
-    try:
+    feeds = []
+    for link in config.links:
+        epoch = float(store.set_meta_once(f"epoch/{link.link_id}", repr(time.time())))
         src = link.source
         step = src.pulses_per_block / BB84DecoyParams().rep_rate_hz / src.speedup  # one block
-        feed(store, link, make_source(config.kme_id, link, config.unit_bits), epoch, step_s=step)
+        feeds.append(LinkFeed(link, make_source(config.kme_id, link, config.unit_bits), epoch, step))
+    try:
+        feed(store, feeds)
     except KeyboardInterrupt:
         pass
     finally:

@@ -12,7 +12,7 @@ control layer's router, avoiding peers that do not answer and nodes that just fa
 failed relay is retried on another route. Concurrent requests for the same target node are
 coalesced: while one relay to it is in flight the others queue, then go together in one message.
 
-Feeders (one child process per link, ``qnet.servers.feeder``) fill the store.
+A feeder (one child process for all the node's links, ``qnet.servers.feeder``) fills the store.
 """
 
 from __future__ import annotations
@@ -197,9 +197,9 @@ class KmeNode:
             self._threads.append(thread)
         if feeders and self.config_path is not None:
             ctx = multiprocessing.get_context("spawn")
-            for link in self.config.links:
-                proc = ctx.Process(target=feeder_main, args=(str(self.config_path), link.link_id),
-                                   name=f"feeder-{link.link_id}", daemon=True)
+            if self.config.links:
+                proc = ctx.Process(target=feeder_main, args=(str(self.config_path),), name=f"feeder-{self.kme_id}",
+                                   daemon=True)
                 proc.start()
                 self._feeders.append(proc)
 
