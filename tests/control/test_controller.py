@@ -134,3 +134,20 @@ def test_directive_round_trips_to_link_states() -> None:
     links = ctl.directive(0.6)["links"]
     states = {lid: state_from_dict(raw) for lid, raw in links.items()}
     assert states == ctl.states(0.6)
+
+
+def test_silent_nodes_links_down_and_refused_messages_are_events() -> None:
+    ctl = controller()
+    seen: list[str] = []
+    ctl.listeners.append(lambda e: seen.append(f"{e.kind}@{e.place}"))
+    report_all(ctl, 0.0)
+    ctl.report("A", [LinkReport("ab", 500, 1000.0, 0.02, up=False)], 0.5)  # A says its peer B is gone
+    assert "link-down@ab" in seen
+    ctl.report("B", [], 0.6, events=[(0.55, "km-message-refused", "bad signature from 'A'")])
+    assert "auth-failure@B" in seen
+    for node in "ABC":
+        ctl.report(node, [], 5.0)
+    ctl.tick(7.0)  # D has not reported since 0.0; the others did at 5.0
+    assert "node-unreachable@D" in seen and "node-unreachable@A" not in seen
+    ctl.report("D", [], 9.5)
+    assert seen[-1] == "node-reachable@D" or "node-reachable@D" in seen

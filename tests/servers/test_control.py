@@ -4,6 +4,7 @@ key delivered to one end only. Six KME processes and the controller, all over mu
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -15,6 +16,8 @@ import httpx
 import pytest
 
 from qnet.scenarios.deploy import CONTROL_PERIOD_S
+from qnet.security.envelope import seal
+from qnet.security.pki import load_signing_key
 from tests.servers.conftest import LiveNet, start_net
 
 SPECS = Path(__file__).resolve().parent / "specs"
@@ -161,3 +164,51 @@ def test_links_report_stock_rate_and_the_route(ring: LiveNet) -> None:
         assert len(route) == 4
         r = http.get(f"{url}/routes", params={"src": "R0", "dst": "R9"})
         assert r.status_code == 503 and "unknown node" in r.json()["message"]
+
+
+def test_alarms_are_kept_streamed_and_the_inventory_is_served(ring: LiveNet) -> None:
+    """A cut and its restore reach an event-stream subscriber and the alarm list (with cleared-at);
+    a forged KM-to-KM message at a KME becomes an authentication-failure alarm at the controller;
+    the inventory lists every node in ETSI GS QKD 015 shapes."""
+    url = _ctl(ring)
+    got: list[dict[str, object]] = []
+    listening = threading.Event()
+
+    def listen() -> None:
+        with ring.client("operator", kind="operator") as http, http.stream("GET", f"{url}/events/stream") as r:
+            for line in r.iter_lines():
+                listening.set()
+                if line.startswith("data: "):
+                    got.append(json.loads(line[6:]))
+                if any(e.get("kind") == "link-restored" for e in got):
+                    return
+
+    worker = threading.Thread(target=listen, daemon=True)
+    worker.start()
+    assert listening.wait(10)
+    with ring.client("operator", kind="operator") as op:
+        assert op.post(f"{url}/links/R3-R4/cut").status_code == 200
+        assert op.post(f"{url}/links/R3-R4/restore").status_code == 200
+        worker.join(timeout=10)
+        assert [e["kind"] for e in got if e["place"] == "R3-R4"][-2:] == ["link-cut", "link-restored"]
+        alarms = op.get(f"{url}/alarms").json()["alarms"]
+        cut = next(a for a in alarms if a["kind"] == "link-cut" and a["place"] == "R3-R4")
+        assert cut["cleared_s"] is not None and cut["cleared_s"] >= cut["raised_s"] and cut["severity"] == "major"
+
+        body = {"type": "sync", "link_id": "R1-R2", "offered": []}
+        forged = seal(body, sender="R2", receiver="R1", key=load_signing_key(ring.root / "kme" / "R0.mldsa.key"),
+                      now_s=time.time())
+        with ring.client("R2", kind="kme") as kme:
+            assert kme.post(f"{ring.url('R1')}/km/v1/messages", content=forged).status_code == 401
+        deadline = time.monotonic() + 10
+        while not any(a["kind"] == "auth-failure" and a["place"] == "R1"
+                      for a in op.get(f"{url}/alarms").json()["alarms"]):
+            assert time.monotonic() < deadline, "the refused message never became an alarm"
+            time.sleep(0.3)
+
+        nodes = op.get(f"{url}/inventory").json()["qkd_nodes"]
+        assert sorted(n["qkdn_name"] for n in nodes) == [f"R{i}" for i in range(6)]
+        r0 = op.get("{}/restconf/data/etsi-qkd-sdn-node:qkd_node".format(url.removesuffix("/control/v1")),
+                    params={"node": "R0"}).json()["qkd_node"]
+        assert {lk["qkdl_name"] for lk in r0["qkd_links"]["qkd_link"] if lk["qkdl_type"].endswith("PHYS")} == {
+            "R0-R1", "R5-R0"}

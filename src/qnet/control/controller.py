@@ -24,7 +24,7 @@ import itertools
 import math
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -154,26 +154,66 @@ class Controller:
         self._version = 0
         self._states: tuple[tuple[float, int], dict[str, LinkState]] | None = None
         self.events: deque[ControlEvent] = deque(maxlen=5000)
+        self.listeners: list[Callable[[ControlEvent], None]] = []
+        """Called with every event as it happens (the management layer's alarm store, streams)."""
         self.route_changes = 0
+        self._heard: dict[str, float] = {}
+        self._silent: set[str] = set()
+        self._was_up: dict[str, bool] = {}
 
     # -- monitoring ------------------------------------------------------------------------------------
 
-    def report(self, node: str, reports: Iterable[LinkReport], now_s: float) -> dict[str, Any]:
-        """Take a key manager's reports; answer with the network's link states and the control period.
+    def report(self, node: str, reports: Iterable[LinkReport], now_s: float,
+               events: Iterable[tuple[float, str, str]] = ()) -> dict[str, Any]:
+        """Take a key manager's reports (and its events: (time, kind, detail)); answer with the
+        network's link states and the control period.
 
         Raises:
             ControlError: 400 for an unknown node or a link that is not the node's.
         """
         if node not in self.topology.nodes:
             raise ControlError(400, f"unknown node {node!r}")
+        reports = list(reports)
         for rep in reports:
             link = self.links.get(rep.link_id)
             if link is None or node not in link.ends:
                 raise ControlError(400, f"link {rep.link_id!r} is not a link of node {node!r}")
-            link.reports[node] = (rep, now_s)
+        for rep in reports:
+            self.links[rep.link_id].reports[node] = (rep, now_s)
         self._version += 1
+        self._heard[node] = now_s
+        if node in self._silent:
+            self._silent.discard(node)
+            self._event(now_s, "node-reachable", node, "cleared", "its key manager reports again")
+        for time_s, reported, detail in events:
+            kind = _NODE_EVENTS.get(reported, f"kme-{reported}")  # not to be taken for the controller's own
+            self._event(time_s, kind, node, "critical" if kind == "auth-failure" else "info", detail)
         self._check_alarms(now_s)
+        self._check_links(now_s)
         return self.directive(now_s)
+
+    def tick(self, now_s: float) -> None:
+        """Notice key managers that fell silent (node unreachable) and links that went down with them;
+        the live controller calls this every period, the simulator need not."""
+        for node, at in self._heard.items():
+            if now_s - at > self.silence_s and node not in self._silent:
+                self._silent.add(node)
+                self._event(now_s, "node-unreachable", node, "major",
+                            f"no report for {now_s - at:.1f} s (its key manager is down or cut off)")
+        self._check_links(now_s)
+
+    def _check_links(self, now_s: float) -> None:
+        """``link-down`` / ``link-up`` on each change of a link's state (cuts have their own events)."""
+        for lid, state in self.states(now_s).items():
+            if self.links[lid].cut:  # a cut is its own alarm (link-cut ... link-restored)
+                self._was_up[lid] = True
+                continue
+            was = self._was_up.get(lid, True)
+            if state.up != was:
+                self._event(now_s, "link-up" if state.up else "link-down", lid, "cleared" if state.up else "major",
+                            "reports show the link working again" if state.up else
+                            "a key manager reports it down, or both ends fell silent")
+            self._was_up[lid] = state.up
 
     def directive(self, now_s: float) -> dict[str, Any]:
         """What every key manager gets back: each link's state as the controller sees it."""
@@ -419,7 +459,14 @@ class Controller:
         return victims
 
     def _event(self, now_s: float, kind: str, place: str, severity: str, detail: str) -> None:
-        self.events.append(ControlEvent(now_s, kind, place, severity, detail))
+        event = ControlEvent(now_s, kind, place, severity, detail)
+        self.events.append(event)
+        for listener in self.listeners:
+            listener(event)
+
+
+_NODE_EVENTS = {"km-message-refused": "auth-failure"}
+"""Key managers' event kinds the controller files under its own names."""
 
 
 def _crosses(route: Sequence[str], a: str, b: str) -> bool:

@@ -138,7 +138,8 @@ def _controller_config(root: Path, spec: NetworkSpec, port: int, network: dict[s
     config = {"host": "127.0.0.1", "port": port,
               "tls": {"ca": "../ca.pem", "cert": "controller.pem", "key": "controller.key"},
               "network": network, "capacity_bps": capacity, "control_period_s": CONTROL_PERIOD_S,
-              "qber_threshold": spec.policies.qber_alarm_threshold, "low_water_units": LOW_WATER_UNITS}
+              "qber_threshold": spec.policies.qber_alarm_threshold, "low_water_units": LOW_WATER_UNITS,
+              "store_url": "sqlite:///controller.db"}
     path = root / "controller" / "controller.json"
     path.write_text(json.dumps(config, indent=2))
     return path

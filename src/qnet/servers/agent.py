@@ -44,6 +44,7 @@ class ControlAgent:
         self._http = httpx.Client(verify=context, timeout=max(period_s, 2.0))
         self._history: dict[str, deque[tuple[float, int]]] = {}
         self._silent_since: float | None = None
+        self._events_sent = 0.0
         self._cut: set[str] = set()
 
     def run(self, stop: threading.Event) -> None:
@@ -57,11 +58,15 @@ class ControlAgent:
         """One report and its answer."""
         now = self.node.clock()
         try:
-            r = self._http.post(self.url, json={"links": self.reports(now)})
+            events = [e for e in self.node.manager.events if e.time_s > self._events_sent]
+            r = self._http.post(self.url, json={"links": self.reports(now), "events": [
+                {"time_s": e.time_s, "kind": e.kind, "detail": e.detail[:2000]} for e in events[-1000:]]})
             if r.status_code != 200:
                 raise httpx.HTTPError(f"{r.status_code}: {r.text[:200]}")
             self.apply(r.json())
             self._silent_since = None
+            if events:
+                self._events_sent = events[-1].time_s
         except (httpx.HTTPError, ValueError) as exc:
             if self._silent_since is None:
                 self._silent_since = now

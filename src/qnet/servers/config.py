@@ -126,6 +126,8 @@ class ControllerConfig(_Model):
     low_water_units: int = Field(default=0, ge=0)
     operators: list[str] = ["operator"]
     """Certificate CNs allowed to cut and restore links and to open sessions for any SAE."""
+    store_url: str | None = None
+    """Where alarms and events are kept (SQLAlchemy URL); in memory if None."""
 
 
 def _resolve(config: KmeConfig, base: Path) -> KmeConfig:
@@ -162,8 +164,11 @@ def load_controller_config(path: Path) -> ControllerConfig:
     def fix(p: Path) -> Path:
         return p if p.is_absolute() else (base / p)
 
+    url = config.store_url
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = "sqlite:///" + str(fix(Path(url.removeprefix("sqlite:///"))))
     return config.model_copy(update={"tls": TlsFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert),
-                                                     key=fix(config.tls.key))})
+                                                     key=fix(config.tls.key)), "store_url": url})
 
 
 def _load(path: Path, model: type[_M]) -> _M:

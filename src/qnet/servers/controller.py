@@ -24,10 +24,12 @@ sessions' routes in its report's answer and relays their keys along them. Errors
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import uvicorn
@@ -39,7 +41,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qnet.control.controller import ControlError, Controller, LinkReport
 from qnet.control.routing import NoRouteError, RoutePolicy, Topology
+from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.servers.config import ControllerConfig
+from qnet.servers.fcaps import add_management_routes, wire
 from qnet.servers.kme import PeerCertProtocol, tls13
 
 __all__ = ["controller_from_config", "create_app", "serve"]
@@ -52,10 +56,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class EventIn(_Model):
+    """An event a KME saw (no key material)."""
+
+    time_s: float
+    kind: str = Field(max_length=64)
+    detail: str = Field(max_length=2000)
+
+
 class ReportIn(_Model):
-    """A KME's report: one entry per link, as :class:`~qnet.control.controller.LinkReport`."""
+    """A KME's report: one entry per link, as :class:`~qnet.control.controller.LinkReport`, and the
+    events it saw since its last report."""
 
     links: list[dict[str, Any]] = Field(max_length=10_000)
+    events: list[EventIn] = Field(default_factory=list, max_length=1000)
 
 
 class QoSIn(_Model):
@@ -116,10 +130,13 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"operator"}),
-               clock: Callable[[], float] = time.time) -> FastAPI:
-    """The ASGI app of the controller."""
-    app = FastAPI(title="qnet controller", version="1", description="ITU-T Y.3804 control layer of a QKD network; "
-                  "session control after ETSI GS QKD 004 (mutual TLS: the caller is its certificate's CN).")
+               clock: Callable[[], float] = time.time, alarms: AlarmStore | None = None) -> FastAPI:
+    """The ASGI app of the controller (alarms kept in ``alarms``, in memory if None)."""
+    store, broker = alarms or AlarmStore(), EventBroker()
+    wire(ctl, store, broker)
+    app = FastAPI(title="qnet controller", version="1", lifespan=_ticking(ctl, clock),
+                  description="ITU-T Y.3804 control layer of a QKD network; session control after ETSI GS QKD "
+                              "004 (mutual TLS: the caller is its certificate's CN).")
     _install_handlers(app)
     nodes = frozenset(ctl.topology.nodes)
 
@@ -140,7 +157,8 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         if node not in nodes:
             raise ControlError(403, f"{node!r} is not a KME of this network")
         now = clock()
-        answer = ctl.report(node, [LinkReport.from_dict(r) for r in body.links], now)
+        answer = ctl.report(node, [LinkReport.from_dict(r) for r in body.links], now,
+                            [(e.time_s, e.kind, e.detail) for e in body.events])
         answer["sessions"] = [s.as_dict() for s in ctl.sessions.values() if s.route[0] == node]
         ctl.reroute(now)
         return JSONResponse(answer)
@@ -180,6 +198,31 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         _caller(request)
         return JSONResponse({"events": [e.as_dict() for e in ctl.events if e.time_s >= since]})
 
+    _session_routes(app, ctl, source_or_operator, clock)
+    add_management_routes(app, ctl, store, broker, caller=_caller, operator=operator, clock=clock)
+    return app
+
+
+def _ticking(ctl: Controller, clock: Callable[[], float]) -> Callable[[FastAPI], Any]:
+    """A lifespan that ticks the controller every period: key managers that fell silent (node
+    unreachable), links down with them, sessions re-routed."""
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def ticking() -> None:
+            while True:
+                await asyncio.sleep(ctl.period_s)
+                ctl.tick(clock())
+                ctl.reroute(clock())
+        task = asyncio.get_running_loop().create_task(ticking())
+        yield
+        task.cancel()
+    return lifespan
+
+
+def _session_routes(app: FastAPI, ctl: Controller, source_or_operator: Callable[[Request, str], None],
+                    clock: Callable[[], float]) -> None:
+    """OPEN_CONNECT, the sessions, CLOSE."""
+
     @app.post(f"{API}/sessions")
     async def open_connect(body: OpenConnect, request: Request) -> JSONResponse:
         source_or_operator(request, body.source)
@@ -203,12 +246,11 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         ctl.close_session(ksid, clock())
         return JSONResponse({"status": "SUCCESS", "Key_stream_ID": ksid})
 
-    return app
-
 
 def serve(config: ControllerConfig) -> None:
     """Run the controller until interrupted."""
-    app = create_app(controller_from_config(config), operators=frozenset(config.operators))
+    app = create_app(controller_from_config(config), operators=frozenset(config.operators),
+                     alarms=AlarmStore(config.store_url or "sqlite://"))
     uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, http=PeerCertProtocol, loop="uvloop",
         ssl_certfile=str(config.tls.cert), ssl_keyfile=str(config.tls.key), ssl_ca_certs=str(config.tls.ca),

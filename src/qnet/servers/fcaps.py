@@ -1,0 +1,96 @@
+"""The controller's management routes (ITU-T Y.3804 FCAPS): alarms, the event stream, inventory.
+
+=========================================  =============  ==============================================
+endpoint                                    caller         what
+=========================================  =============  ==============================================
+``GET  /control/v1/alarms[?active=true]``   anyone         alarms, newest first (time, place, severity,
+                                                           cleared-at)
+``POST /control/v1/alarms/{id}/clear``      an operator    clear an alarm by hand
+``GET  /control/v1/events/stream``          anyone         server-sent events: every event as it happens
+``GET  /control/v1/inventory``              anyone         every node in ETSI GS QKD 015 shapes
+``GET  /restconf/data/etsi-qkd-sdn-node:qkd_node?node=N``  anyone  one node's ``qkd_node``
+=========================================  =============  ==============================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from qnet.control.controller import ControlError, ControlEvent, Controller
+from qnet.management.alarms import AlarmStore, EventBroker
+from qnet.management.inventory import network_inventory, qkd_node
+
+__all__ = ["add_management_routes", "wire"]
+
+API = "/control/v1"
+KEEPALIVE_S = 15.0
+
+
+def wire(ctl: Controller, store: AlarmStore, broker: EventBroker) -> None:
+    """Every controller event goes to the alarm store and to the stream's subscribers."""
+    def on_event(event: ControlEvent) -> None:
+        alarm = store.record(event.time_s, event.kind, event.place, event.severity, event.detail)
+        broker.publish({"type": "event", **event.as_dict(), "alarm": alarm.as_dict() if alarm else None})
+    ctl.listeners.append(on_event)
+
+
+def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, broker: EventBroker, *,
+                          caller: Callable[[Request], str], operator: Callable[[Request], str],
+                          clock: Callable[[], float]) -> None:
+    """Mount the alarm, stream and inventory routes on the controller's app."""
+
+    @app.get(f"{API}/alarms")
+    async def alarms(request: Request, active: bool = Query(False)) -> JSONResponse:
+        caller(request)
+        return JSONResponse({"alarms": [a.as_dict() for a in store.alarms(active_only=active)]})
+
+    @app.post(f"{API}/alarms/{{alarm_id}}/clear")
+    async def clear(alarm_id: int, request: Request) -> JSONResponse:
+        operator(request)
+        alarm = store.clear(alarm_id, clock())
+        if alarm is None:
+            raise ControlError(404, f"no alarm {alarm_id}")
+        broker.publish({"type": "alarm-cleared", "alarm": alarm.as_dict()})
+        return JSONResponse(alarm.as_dict())
+
+    @app.get(f"{API}/events/stream")
+    async def stream(request: Request) -> StreamingResponse:
+        caller(request)
+        return StreamingResponse(_sse(broker, request), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    @app.get(f"{API}/inventory")
+    async def inventory(request: Request) -> JSONResponse:
+        caller(request)
+        return JSONResponse(network_inventory(ctl, now_s=clock()))
+
+    @app.get("/restconf/data/etsi-qkd-sdn-node:qkd_node")
+    async def node(request: Request, node: str = Query(...)) -> JSONResponse:
+        caller(request)
+        if node not in ctl.topology.nodes:
+            raise ControlError(404, f"no node {node!r} in this network")
+        return JSONResponse(qkd_node(ctl, node, now_s=clock()))
+
+
+async def _sse(broker: EventBroker, request: Request) -> AsyncIterator[str]:
+    """Server-sent events: ``data: {json}`` per event, a comment every 15 s to keep the line open."""
+    events = broker.subscribe()
+    yield ": qnet controller events\n\n"
+    try:
+        while not await request.is_disconnected():
+            try:
+                event: dict[str, Any] = await asyncio.wait_for(events.__anext__(), KEEPALIVE_S)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+    finally:
+        with contextlib.suppress(Exception):
+            await events.aclose()  # type: ignore[attr-defined]
