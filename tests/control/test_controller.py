@@ -151,3 +151,17 @@ def test_silent_nodes_links_down_and_refused_messages_are_events() -> None:
     assert "node-unreachable@D" in seen and "node-unreachable@A" not in seen
     ctl.report("D", [], 9.5)
     assert seen[-1] == "node-reachable@D" or "node-reachable@D" in seen
+
+
+def test_draining_a_node_moves_sessions_off_it_and_eavesdroppers_are_announced() -> None:
+    ctl = controller()
+    report_all(ctl, 0.0)
+    s = ctl.open_session("SA", "SC", 0.0, key_rate_bps=10)
+    relay = s.route[1]
+    ctl.drain(relay, True, 1.0)
+    assert relay not in s.route and s.reroutes == 1 and ctl.directive(1.0)["drained"] == [relay]
+    assert relay not in ctl.route("A", "C", 1.0)
+    ctl.eavesdrop("ab", True, 2.0)
+    assert ctl.directive(2.0)["links"]["ab"]["eavesdropper"] and ctl.events[-1].kind == "eavesdropper-on"
+    with pytest.raises(ControlError, match="no node"):
+        ctl.drain("Q", True, 3.0)

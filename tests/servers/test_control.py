@@ -212,3 +212,37 @@ def test_alarms_are_kept_streamed_and_the_inventory_is_served(ring: LiveNet) -> 
                     params={"node": "R0"}).json()["qkd_node"]
         assert {lk["qkdl_name"] for lk in r0["qkd_links"]["qkd_link"] if lk["qkdl_type"].endswith("PHYS")} == {
             "R0-R1", "R5-R0"}
+
+
+def test_an_eavesdropper_started_from_the_api_trips_the_qber_alarm_and_draining_moves_sessions(ring: LiveNet) -> None:
+    """The operator's eavesdropper: the link's feeds report QBER 25 % and make no key, the
+    controller raises qber-high within a few periods and clears it when the attack stops; a drained
+    node carries no session."""
+    url = _ctl(ring)
+    with ring.client("operator", kind="operator") as op:
+        _wait_for_reports(op, url)
+        assert op.post(f"{url}/links/R4-R5/eavesdropper").status_code == 200
+
+        def alarm(active: bool) -> bool:
+            return any(a["kind"] == "qber-high" and a["place"] == "R4-R5" and (a["cleared_s"] is None) == active
+                       for a in op.get(f"{url}/alarms").json()["alarms"])
+
+        deadline = time.monotonic() + 15
+        while not alarm(active=True):
+            assert time.monotonic() < deadline, "no QBER alarm"
+            time.sleep(0.3)
+        links = {lk["link_id"]: lk for lk in op.get(f"{url}/links").json()["links"]}
+        assert links["R4-R5"]["qber"] == 0.25 and links["R4-R5"]["alarm"]
+        assert op.delete(f"{url}/links/R4-R5/eavesdropper").status_code == 200
+        deadline = time.monotonic() + 30
+        while not alarm(active=False):  # the next blocks' QBER is the link's own again
+            assert time.monotonic() < deadline, "the QBER alarm never cleared"
+            time.sleep(0.3)
+
+        session = op.post(f"{url}/sessions", json={"source": "SAE_0", "destination": "SAE_3"}).json()
+        relay = session["route"][1]
+        assert op.post(f"{url}/nodes/{relay}/drain").status_code == 200
+        moved = op.get(f"{url}/sessions/{session['Key_stream_ID']}").json()
+        assert relay not in moved["route"]
+        assert op.delete(f"{url}/nodes/{relay}/drain").status_code == 200
+        assert op.delete(f"{url}/sessions/{session['Key_stream_ID']}").status_code == 200

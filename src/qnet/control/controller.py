@@ -115,6 +115,7 @@ class _Link:
     capacity_bps: float
     reports: dict[str, tuple[LinkReport, float]] = field(default_factory=dict)
     cut: bool = False
+    eavesdropper: bool = False
     alarms: set[str] = field(default_factory=set)
     last_stock: int | None = None
 
@@ -158,6 +159,7 @@ class Controller:
         """Called with every event as it happens (the management layer's alarm store, streams)."""
         self.route_changes = 0
         self._heard: dict[str, float] = {}
+        self.drained: set[str] = set()
         self._silent: set[str] = set()
         self._was_up: dict[str, bool] = {}
 
@@ -217,8 +219,9 @@ class Controller:
 
     def directive(self, now_s: float) -> dict[str, Any]:
         """What every key manager gets back: each link's state as the controller sees it."""
-        return {"period_s": self.period_s, "time_s": now_s,
-                "links": {lid: {**_state_dict(st), "cut": self.links[lid].cut}
+        return {"period_s": self.period_s, "time_s": now_s, "drained": sorted(self.drained),
+                "links": {lid: {**_state_dict(st), "cut": self.links[lid].cut,
+                                "eavesdropper": self.links[lid].eavesdropper}
                           for lid, st in self.states(now_s).items()}}
 
     def states(self, now_s: float) -> dict[str, LinkState]:
@@ -295,6 +298,35 @@ class Controller:
             link.cut = False
             self._event(now_s, "link-restored", link_id, "cleared", "link back in service")
 
+    def eavesdrop(self, link_id: str, on: bool, now_s: float) -> None:
+        """Start or stop a simulated eavesdropper on a link (the demonstration the Tokyo QKD Network
+        gave: its QBER alarm trips and traffic moves away).
+
+        Raises:
+            ControlError: 404 for an unknown link.
+        """
+        link = self._link(link_id)
+        if link.eavesdropper != on:
+            link.eavesdropper = on
+            self._version += 1
+            self._event(now_s, "eavesdropper-on" if on else "eavesdropper-off", link_id, "info",
+                        "an operator started a simulated intercept-resend attack" if on else "attack stopped")
+
+    def drain(self, node: str, on: bool, now_s: float) -> None:
+        """Drain a node (no relay passes through it; its own SAEs still get keys) or undrain it.
+
+        Raises:
+            ControlError: 404 for an unknown node.
+        """
+        if node not in self.topology.nodes:
+            raise ControlError(404, f"no node {node!r} in this network")
+        if (node in self.drained) != on:
+            (self.drained.add if on else self.drained.discard)(node)
+            self._version += 1
+            self._event(now_s, "node-drained" if on else "node-undrained", node, "info",
+                        "relays route around it" if on else "relays may pass through it again")
+            self.reroute(now_s)
+
     def _link(self, link_id: str) -> _Link:
         link = self.links.get(link_id)
         if link is None:
@@ -309,7 +341,7 @@ class Controller:
         Raises:
             NoRouteError: naming why there is none.
         """
-        return self.router.route(src, dst, self.states(now_s))
+        return self.router.route(src, dst, self.states(now_s), avoid_nodes=self.drained)
 
     def open_session(self, source: str, destination: str, now_s: float, *, key_rate_bps: float = 0.0,
                      priority: int = 0, key_stream_id: str | None = None) -> Session:
@@ -378,7 +410,7 @@ class Controller:
             if trouble is None or (trouble == "soft" and settled < self.dwell_s):
                 continue
             try:
-                route = self.router.route(*session.nodes, states)
+                route = self.router.route(*session.nodes, states, avoid_nodes=self.drained)
             except NoRouteError as exc:
                 self._event(now_s, "session-no-route", session.key_stream_id, "major", str(exc))
                 continue
@@ -392,8 +424,10 @@ class Controller:
         return moved
 
     def _trouble(self, route: Sequence[str], states: Mapping[str, LinkState]) -> str | None:
-        """"hard" if a hop has no link that is up and free of a QBER alarm, "soft" if every usable
-        link of some hop runs low, else None."""
+        """"hard" if a hop has no link that is up and free of a QBER alarm or a relay node is drained,
+        "soft" if every usable link of some hop runs low, else None."""
+        if self.drained & set(route[1:-1]):
+            return "hard"
         worst = None
         for a, b in itertools.pairwise(route):
             ids = [i for i in self.topology.links_between(a, b)

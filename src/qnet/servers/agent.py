@@ -46,6 +46,7 @@ class ControlAgent:
         self._silent_since: float | None = None
         self._events_sent = 0.0
         self._cut: set[str] = set()
+        self._eve: set[str] = set()
 
     def run(self, stop: threading.Event) -> None:
         """Report every period until ``stop`` is set."""
@@ -86,7 +87,7 @@ class ControlAgent:
             rate = (last - first) * self.node.config.unit_bits / (t1 - t0) if t1 > t0 else 0.0
             qber = store.get_meta(f"qber/{link.link_id}")
             out.append({"link_id": link.link_id, "stored_units": store.stock(link.link_id),
-                        "key_rate_bps": max(rate, 0.0), "qber": None if qber is None else float(qber),
+                        "key_rate_bps": max(rate, 0.0), "qber": float(qber) if qber else None,
                         "up": self.node.manager.peer_ok(link.peer)})
         return out
 
@@ -102,6 +103,11 @@ class ControlAgent:
             self.node.manager.event("link-cut" if lid in cut else "link-restored", f"link {lid} (controller)")
         self._cut = cut
         self.node.manager.out_of_service = set(cut)
+        eve = {lid for lid, raw in links.items() if lid in own and raw.get("eavesdropper")}
+        for lid in eve ^ self._eve:
+            self.node.store.set_meta(f"eve/{lid}", "1" if lid in eve else "0")
+        self._eve = eve
+        self.node.drained = set(answer.get("drained") or [])
         self.node.session_routes = {str(s["route"][-1]): [str(n) for n in s["route"]]
                                     for s in answer.get("sessions") or [] if s.get("route")}
         self.period_s = float(answer.get("period_s", self.period_s))

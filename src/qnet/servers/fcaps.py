@@ -8,6 +8,8 @@ endpoint                                    caller         what
 ``POST /control/v1/alarms/{id}/clear``      an operator    clear an alarm by hand
 ``GET  /control/v1/events/stream``          anyone         server-sent events: every event as it happens
 ``GET  /control/v1/inventory``              anyone         every node in ETSI GS QKD 015 shapes
+``POST|DELETE /control/v1/links/{id}/eavesdropper``  operator  start / stop a simulated eavesdropper
+``POST|DELETE /control/v1/nodes/{node}/drain``       operator  drain a node (no relays through it) / undrain
 ``GET  /restconf/data/etsi-qkd-sdn-node:qkd_node?node=N``  anyone  one node's ``qkd_node``
 =========================================  =============  ==============================================
 """
@@ -70,6 +72,30 @@ def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, brok
     async def inventory(request: Request) -> JSONResponse:
         caller(request)
         return JSONResponse(network_inventory(ctl, now_s=clock()))
+
+    @app.post(f"{API}/links/{{link_id}}/eavesdropper")
+    async def eve_on(link_id: str, request: Request) -> JSONResponse:
+        operator(request)
+        ctl.eavesdrop(link_id, True, clock())
+        return JSONResponse({"link_id": link_id, "eavesdropper": True})
+
+    @app.delete(f"{API}/links/{{link_id}}/eavesdropper")
+    async def eve_off(link_id: str, request: Request) -> JSONResponse:
+        operator(request)
+        ctl.eavesdrop(link_id, False, clock())
+        return JSONResponse({"link_id": link_id, "eavesdropper": False})
+
+    @app.post(f"{API}/nodes/{{node}}/drain")
+    async def drain(node: str, request: Request) -> JSONResponse:
+        operator(request)
+        ctl.drain(node, True, clock())
+        return JSONResponse({"node": node, "drained": True})
+
+    @app.delete(f"{API}/nodes/{{node}}/drain")
+    async def undrain(node: str, request: Request) -> JSONResponse:
+        operator(request)
+        ctl.drain(node, False, clock())
+        return JSONResponse({"node": node, "drained": False})
 
     @app.get("/restconf/data/etsi-qkd-sdn-node:qkd_node")
     async def node(request: Request, node: str = Query(...)) -> JSONResponse:

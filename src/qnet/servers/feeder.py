@@ -22,6 +22,9 @@ from qnet.physics.bb84 import BB84DecoyParams
 from qnet.quantum.link import SimulatedLink
 from qnet.servers.config import LinkConfig, SourceConfig, load_config
 
+EVE_QBER = 0.25
+"""The QBER an intercept-resend eavesdropper on every pulse causes (1/2 wrong basis x 1/2 wrong bit)."""
+
 __all__ = ["LinkFeed", "PrngSource", "feed", "feeder_main", "make_source"]
 
 
@@ -81,15 +84,25 @@ class LinkFeed:
     """At most this much wall time per round (one block), so that a feed catching up after a
     restart still lets the other links and the parent check run between blocks."""
     fed_until: float = 0.0
+    attacked: bool = False
 
     def round(self, store: KeyStore) -> int:
         """Move what the source has made by now into ``store``; returns the units added."""
         link = self.link
+        eve = store.get_meta(f"eve/{link.link_id}") == "1"
+        if eve:  # a simulated intercept-resend attack: QBER about 25 %, so every block is aborted
+            store.set_meta(f"qber/{link.link_id}", repr(EVE_QBER))
+        elif self.attacked:  # the attack stopped: the link's own QBER again (unknown until its next block)
+            qber = _last_qber(self.source)
+            store.set_meta(f"qber/{link.link_id}", "" if qber is None else repr(qber))
+        self.attacked = eve
         if store.held(link.link_id) >= link.source.max_units:
             return 0
         self.fed_until = min(time.time() - self.epoch, self.fed_until + self.step_s)
         units = self.source.take(self.fed_until)
         if store.get_meta(f"cut/{link.link_id}") == "1":  # the operator cut the link: what it made is lost
+            return 0
+        if eve:
             return 0
         added = store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), time.time())
         qber = _last_qber(self.source)
