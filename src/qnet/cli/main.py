@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from qnet import __version__
-from qnet.cli import controller, keyrate, kme, link, pki, simulate, up, validate
+from qnet.cli import audit, controller, keyrate, kme, link, pki, simulate, up, validate
 from qnet.cli._console import err_console
 from qnet.errors import QNetError
 
@@ -49,6 +49,7 @@ app.add_typer(link.app, name="link")
 app.add_typer(pki.app, name="pki")
 app.add_typer(kme.app, name="kme")
 app.add_typer(controller.app, name="controller")
+app.add_typer(audit.app, name="audit")
 app.command(name="up")(up.up)
 app.command(name="down")(up.down)
 app.command(name="simulate")(simulate.simulate)

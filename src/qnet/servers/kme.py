@@ -17,25 +17,29 @@ import contextlib
 import logging
 import ssl
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qnet.clients.km import PeerError
 from qnet.keys.store import NOT_YET_ASSIGNED, StoreError
+from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetrics
 from qnet.security.envelope import EnvelopeError, open_envelope
 from qnet.security.pki import subject_cn
 from qnet.servers.node import Broadcast, KmeNode
 from qnet.service.etsi014 import Etsi014Error, KmeLimits, keys_body
 
-__all__ = ["PeerCertProtocol", "create_app", "serve", "tls13", "uvicorn_config"]
+__all__ = ["PeerCertProtocol", "RequestMetricsMiddleware", "add_metrics", "create_app", "serve", "tls13",
+           "uvicorn_config"]
 
 log = logging.getLogger("qnet.kme")
 
@@ -166,6 +170,8 @@ def create_app(node: KmeNode) -> FastAPI:
                   description="ETSI GS QKD 014 v1.1.1 key delivery API (mutual TLS: the caller's SAE_ID is the "
                               "subject CN of its client certificate).", responses=_ERRORS)
     _install_handlers(app)
+    metrics = KMEMetrics(node.manager, clock=node.clock)
+    add_metrics(app, metrics, metrics.http, _etsi014_method, _caller, in_thread=True)
     svc = node.service
     assigned = Broadcast()
     node.manager.assigned = assigned.fire  # type: ignore[method-assign]
@@ -199,7 +205,7 @@ def create_app(node: KmeNode) -> FastAPI:
         reserved (it would wait otherwise)."""
         plan = svc.enc_plan(*args)
         if plan.relayed:
-            return JSONResponse(keys_body(await node.relay_keys(plan)))
+            return JSONResponse(keys_body(await metrics.relayed("started", node.relay_keys(plan))))
         response = await call(svc.deliver, plan)
         await node.assigns_sent()
         return response
@@ -225,12 +231,12 @@ def create_app(node: KmeNode) -> FastAPI:
 
     @app.post("/km/v1/messages", include_in_schema=False)
     async def km_message(request: Request) -> JSONResponse:
-        return await _km_message(node, await request.body(), _caller(request))
+        return await _km_message(node, await request.body(), _caller(request), metrics)
 
     return app
 
 
-async def _km_message(node: KmeNode, data: bytes, peer: str) -> JSONResponse:
+async def _km_message(node: KmeNode, data: bytes, peer: str, metrics: KMEMetrics) -> JSONResponse:
     try:
         opened = open_envelope(data, receiver=node.kme_id, verify_keys=node.verify_keys, now_s=node.clock(),
                                tls_peer=peer)
@@ -239,7 +245,8 @@ async def _km_message(node: KmeNode, data: bytes, peer: str) -> JSONResponse:
         return _error(401, f"KM-to-KM message refused: {exc.reason}")
     relayed = opened.body.get("type") == "relay"
     try:
-        return JSONResponse(await node.relay_hop(opened) if relayed else node.manager.handle(opened))
+        return JSONResponse(await metrics.relayed("forwarded", node.relay_hop(opened)) if relayed
+                            else node.manager.handle(opened))
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _error(401, f"KM-to-KM message refused: {exc.reason}")
@@ -251,6 +258,75 @@ async def _km_message(node: KmeNode, data: bytes, peer: str) -> JSONResponse:
             return _error(400, exc.message, exc.details)
         node.manager.event("relay-refused", exc.message)  # this hop failed: the sender routes around it
         return _error(503, exc.message, [*exc.details, {"failed": node.kme_id}])
+
+
+# -- monitoring: GET /metrics (Prometheus text format) and the request middleware -------------------
+
+_ETSI014_METHODS = frozenset({"status", "enc_keys", "dec_keys"})
+_OTHER_PATHS = {"/km/v1/messages": "km_message", "/metrics": "metrics"}
+
+
+def _etsi014_method(scope: Scope) -> str:
+    """A request's name for the metrics: its ETSI 014 method (``enc_keys``...), ``km_message``,
+    ``metrics`` or ``other`` (a bounded set: SAE_IDs never become label values)."""
+    path = str(scope["path"])
+    if path.startswith(API + "/"):
+        method = path.rsplit("/", 1)[-1]
+        return method if method in _ETSI014_METHODS else "other"
+    return _OTHER_PATHS.get(path, "other")
+
+
+def route_name(scope: Scope) -> str:
+    """A request's name for the metrics: its HTTP method and route template (``GET /a/{id}``), or
+    ``other`` for a path no route matched. Read after the app ran (the router puts the route in
+    the scope)."""
+    path = getattr(scope.get("route"), "path", None)
+    return f"{scope['method']} {path}" if path else "other"
+
+
+class RequestMetricsMiddleware:
+    """Pure ASGI middleware: counts and times every HTTP request under the name ``name_of`` gives it.
+    It sits inside the server-error middleware, so a request that raises unexpectedly is counted
+    as answered 503 (what the apps' catch-all handlers answer) and as an internal error."""
+
+    def __init__(self, app: ASGIApp, *, metrics: RequestMetrics, name_of: Callable[[Scope], str]) -> None:
+        self.app, self.metrics, self.name_of = app, metrics, name_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            self.metrics.failed(self.name_of(scope), time.perf_counter() - start)
+            raise
+        self.metrics.observe(self.name_of(scope), status, time.perf_counter() - start)
+
+
+def add_metrics(app: FastAPI, metrics: KMEMetrics | ControllerMetrics, requests: RequestMetrics,
+                name_of: Callable[[Scope], str], caller: Callable[[Request], str], *, in_thread: bool) -> None:
+    """Serve ``metrics`` at ``GET /metrics`` to any caller with a certificate (``caller`` checks it)
+    and count every request of ``app`` in ``requests``. With ``in_thread`` the collectors run in a
+    worker thread (a KME's read its store), else on the event loop (the controller's read the
+    controller, which only the loop may touch)."""
+    app.add_middleware(RequestMetricsMiddleware, metrics=requests, name_of=name_of)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape(request: Request) -> Response:
+        caller(request)
+        accept = request.headers.get("accept")
+        body, content_type = (await asyncio.to_thread(metrics.exposition, accept) if in_thread
+                              else metrics.exposition(accept))
+        return Response(body, media_type=content_type)
 
 
 class PeerCertProtocol(HttpToolsProtocol):

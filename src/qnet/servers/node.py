@@ -13,6 +13,10 @@ failed relay is retried on another route. Concurrent requests for the same targe
 coalesced: while one relay to it is in flight the others queue, then go together in one message.
 
 A feeder (one child process for all the node's links, ``qnet.servers.feeder``) fills the store.
+
+Every key handed out (to a master, to a slave) and every relayed key stored here for its slaves is
+recorded in the node's audit log (``qnet.management.audit``, ``audit/NODE.jsonl`` beside the
+configuration) before it leaves: :class:`_AuditedService` and two calls in the relay code.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import multiprocessing
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -36,12 +40,13 @@ from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, T
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.relay import RelayRequest
 from qnet.keys.store import DeliveredKey, KeyStore, NotEnoughKey, StoreError
+from qnet.management.audit import AuditError, AuditLog, KeySupplyAudit, audit_path
 from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.agent import ControlAgent
 from qnet.servers.config import KmeConfig
 from qnet.servers.feeder import feeder_main
-from qnet.service.etsi014 import EncPlan, Etsi014Error, Etsi014Service
+from qnet.service.etsi014 import EncPlan, Etsi014Error, Etsi014Service, KeyManagerLike
 
 __all__ = ["Broadcast", "KmeNode"]
 
@@ -109,6 +114,45 @@ class _Waiting:
             self.done.set_exception(exc)
 
 
+class _AuditedService(Etsi014Service):
+    """The ETSI 014 service, recording every key it hands out in the node's audit log (if any)."""
+
+    def __init__(self, manager: KeyManagerLike, route_to: Callable[[str], list[str]],
+                 audit: KeySupplyAudit | None) -> None:
+        super().__init__(manager, route_to=route_to)
+        self.audit = audit
+
+    def deliver(self, plan: EncPlan) -> dict[str, Any]:
+        body = super().deliver(plan)
+        if self.audit is not None:
+            with _audit_or_503():
+                self.audit.enc_keys(_key_ids(body), master=plan.master, slaves=plan.slaves, size_bits=plan.size,
+                                    route=plan.route)
+        return body
+
+    def dec_keys(self, caller: str, master: str, key_ids: Sequence[Any]) -> dict[str, Any]:
+        body = super().dec_keys(caller, master, key_ids)
+        if self.audit is not None:
+            with _audit_or_503():
+                self.audit.dec_keys(_key_ids(body), slave=caller, master=master)
+        return body
+
+
+def _key_ids(body: dict[str, Any]) -> list[str]:
+    """The key_IDs of a Key container (nothing else of it)."""
+    return [str(k["key_ID"]) for k in body["keys"]]
+
+
+@contextlib.contextmanager
+def _audit_or_503() -> Iterator[None]:
+    """Keys whose audit record cannot be written are not handed out: 503."""
+    try:
+        yield
+    except AuditError as exc:
+        log.error("%s", exc)
+        raise Etsi014Error(503, "the KME cannot write its audit log; no key is handed out without a record") from None
+
+
 def _next_batch(queue: deque[_Waiting], unit_bits: int) -> list[_Waiting]:
     """Take the head of ``queue`` and those behind it up to ``RELAY_BATCH_UNITS`` (at least one
     request); requests whose client left are dropped. Empty when the queue is."""
@@ -157,8 +201,12 @@ class KmeNode:
         self.control_states: dict[str, LinkState] = {}
         """Every link's state as the controller last reported it (empty without a controller)."""
         self.session_routes: dict[str, list[str]] = {}
+        self.drained: set[str] = set()
+        """Nodes the operator drained: no relay passes through them (from the controller)."""
         """Target node -> the route of a session the controller admitted from here."""
-        self.service = Etsi014Service(self.manager, route_to=self.route_to)
+        path = audit_path(config.kme_id, config_path, config.store_url)
+        self.audit = KeySupplyAudit(AuditLog(path), config.kme_id, self.store, clock) if path else None
+        self.service = _AuditedService(self.manager, self.route_to, self.audit)
         self.signing_key = load_signing_key(config.signing_key)
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
@@ -216,6 +264,8 @@ class KmeNode:
         for client in self.clients.values():
             client.close()
         self.store.close()
+        if self.audit is not None:
+            self.audit.close()
 
     # -- key relay ---------------------------------------------------------------------------------------
 
@@ -230,7 +280,7 @@ class KmeNode:
         states |= {lk.link_id: LinkState(up=False) for lk in self.config.links
                    if lk.peer in self._unreachable or lk.link_id in self.manager.out_of_service}
         states |= {name: LinkState(up=False) for name, until in self._failing.items() if until > now}
-        avoid = [name for name, until in self._failing.items() if until > now]
+        avoid = [name for name, until in self._failing.items() if until > now] + sorted(self.drained)
         pinned = self.session_routes.get(node)
         if pinned and not set(pinned[1:-1]) & set(avoid) and self.router.usable(pinned, states):
             return list(pinned)
@@ -313,12 +363,24 @@ class KmeNode:
                 raise Etsi014Error(503, exc.message, exc.details) from None
             try:
                 await self.send_async(str(hop.next_node), hop.body)
+                self._audit_relayed(plans, keys, route, str(hop.body["link_id"]))
                 return keys
             except PeerError as exc:
                 failed = self._relay_failed(str(hop.next_node), exc)
                 failures.append(f"{' -> '.join(route)}: {exc}")
                 self.manager.event("relay-reroute", f"relay to {target} failed at {failed}; trying another route")
         raise Etsi014Error(503, f"key relay to {target} failed", [{"try": f} for f in failures])
+
+    def _audit_relayed(self, plans: list[EncPlan], keys: list[list[DeliveredKey]], route: list[str],
+                       link_id: str) -> None:
+        """Record relayed keys going to their masters (``link_id``: the first hop's)."""
+        if self.audit is None:
+            return
+        with _audit_or_503():
+            self.audit.log.append([record for plan, mine in zip(plans, keys, strict=True)
+                                   for record in self.audit.enc_records(
+                                       [k.key_ID for k in mine], master=plan.master, slaves=plan.slaves,
+                                       size_bits=plan.size, route=route, link_id=link_id)])
 
     async def relay_hop(self, opened: Opened) -> dict[str, Any]:
         """Apply a relay message and pass it on; the reply comes back once the last node stored it.
@@ -328,6 +390,9 @@ class KmeNode:
         """
         step = self.manager.relay_step(opened)
         if step.next_node is None:
+            if self.audit is not None:
+                with _audit_or_503():
+                    self.audit.relay_stored(step.body)
             return {"ok": True, "stored": len(step.key_ids), "at": self.kme_id}
         try:
             return await self.send_async(step.next_node, step.body)
