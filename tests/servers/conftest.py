@@ -102,7 +102,7 @@ def start_net(root: Path, *, source: dict[str, Any] | None = None, spec: Path = 
     """The controller and every KME of ``spec``, each in its own process."""
     net = load_spec(spec)
     names = [n.name for n in net.nodes]
-    ports = dict(zip([*names, "controller"], free_ports(len(names) + 1), strict=True))
+    ports = dict(zip([*names, "controller", "dashboard"], free_ports(len(names) + 2), strict=True))
     live = LiveNet(init_deployment(root, net, ports=ports, source=source))
     live.start_controller()
     for node in names:

@@ -60,6 +60,8 @@ def test_up_writes_endpoints_serves_relayed_keys_resumes_and_goes_down(tmp_path:
         assert set(endpoints) >= {"ca_cert", "kmes", "saes", "controller"}
         assert set(endpoints["kmes"]) == {f"R{i}" for i in range(6)}
         assert endpoints["saes"]["SAE_3"]["node"] == "R3"
+        assert endpoints["dashboard"].startswith(f"http://127.0.0.1:{port + 6 + 1000}/?token=")
+        assert httpx.get(endpoints["dashboard"], timeout=10).status_code == 200
         _, mine, theirs = _relayed_key(endpoints)
         assert mine == theirs and len(mine) == 32
     finally:

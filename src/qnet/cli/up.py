@@ -6,11 +6,13 @@ feeds, its KM-to-KM channels) and, once every server answers over mutual TLS, wr
 ``DIR/endpoints.json`` for scripts and ETSI 014 clients::
 
     {"ca_cert": PATH, "kmes": {NODE: URL}, "saes": {SAE_ID: {"node": NODE, "cert": PATH, "key": PATH}},
-     "controller": URL, "operator": {"cert": PATH, "key": PATH}}
+     "controller": URL, "operator": {"cert": PATH, "key": PATH}, "dashboard": URL}
 
 The controller (``qnet controller serve``) runs beside the KMEs: each KME reports to it every control
 period; the operator's certificate may cut and restore links there. It stays up until Ctrl-C or
 ``qnet down --state-dir DIR``; started again on the same directory, it resumes from the stores.
+The controller also serves the network's dashboard, a web page on loopback: ``qnet up`` prints its
+URL (``http://127.0.0.1:PORT/?token=TOKEN``, the token from ``controller/controller.json``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from rich.table import Table
 from qnet.cli._console import console, err_console
 from qnet.errors import QNetError
 
-__all__ = ["down", "up"]
+__all__ = ["dashboard_url", "down", "up"]
 
 PID_FILE = "qnet-up.pid"
 
@@ -159,8 +161,31 @@ def _wait_and_describe(root: Path, dep: Any, procs: dict[str, subprocess.Popen[b
                  "controller": dep.controller_url,
                  "operator": {"cert": str((root / "operator" / "operator.pem").resolve()),
                               "key": str((root / "operator" / "operator.key").resolve())}}
+    dashboard = dashboard_url(dep.controller_config)
+    if dashboard:
+        endpoints["dashboard"] = dashboard
+        while not _answers(dashboard) and time.monotonic() < deadline:  # served beside the controller's API
+            time.sleep(0.2)
     (root / "endpoints.json").write_text(json.dumps(endpoints, indent=2))
     return endpoints
+
+
+def dashboard_url(controller_config: Path | None) -> str | None:
+    """The dashboard's URL, token included, from the controller's configuration (None if it has none)."""
+    if controller_config is None or not Path(controller_config).exists():
+        return None
+    config = json.loads(Path(controller_config).read_text())
+    port, token = config.get("dashboard_port"), config.get("dashboard_token")
+    return f"http://127.0.0.1:{port}/?token={token}" if port and token else None
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _what(name: str) -> str:
@@ -180,6 +205,9 @@ def _print(name: str, endpoints: dict[str, Any], root: Path) -> None:
                   f"CA: {endpoints['ca_cert']}\nendpoints: {(root / 'endpoints.json').resolve()}\n"
                   f"logs: {(root / 'logs').resolve()}\nCtrl-C (or: qnet down --state-dir {root}) stops the network",
                   highlight=False)
+    if endpoints.get("dashboard"):
+        console.print(f"\n[bold]dashboard:[/] [bold cyan]{escape(endpoints['dashboard'])}[/]  (open it in a browser)\n",
+                      highlight=False, soft_wrap=True)
 
 
 def _interrupt(*_: Any) -> None:

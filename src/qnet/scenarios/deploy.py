@@ -13,7 +13,8 @@
 Each link gets a fresh 128-bit secret seed from the OS CSPRNG, written only to its two ends'
 configurations: both ends run the same simulated link from it (``qnet.quantum.link``), which is how
 two processes come to hold the same QKD keys. Ports are consecutive from ``base_port``, in the
-spec's node order, then the controller's.
+spec's node order, then the controller's; the controller's dashboard (plain HTTP on loopback,
+behind a random token in ``controller.json``) listens 1000 above the controller.
 
 The controller admits sessions against each link's planned key rate (the planner's, times the feeds'
 speed-up; unlimited for the PRNG stand-in).
@@ -22,6 +23,7 @@ speed-up; unlimited for the PRNG stand-in).
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from qnet.scenarios.planner import link_length_km
 from qnet.scenarios.spec import LinkSpec, NetworkSpec
 from qnet.security.pki import PKI
 
-__all__ = ["CONTROL_PERIOD_S", "Deployment", "feed_geometry", "init_deployment"]
+__all__ = ["CONTROL_PERIOD_S", "Deployment", "feed_geometry", "init_deployment", "node_positions"]
 
 CONTROL_PERIOD_S = 1.0
 """How often each KME reports to the controller (and learns the network's state)."""
@@ -62,7 +64,8 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
         root: the directory (made if missing; refused if it already holds a CA).
         spec: the network.
         base_port: the first node's port.
-        ports: explicit ports per node, and ``"controller"`` for the controller (tests pick free ones).
+        ports: explicit ports per node, ``"controller"`` for the controller and ``"dashboard"`` for its
+            dashboard (tests pick free ones).
         source: overrides for every link's source settings (e.g. ``{"kind": "prng"}``, ``{"speedup": 10}``).
         store_urls: explicit store URLs per node (e.g. PostgreSQL); SQLite files under ``store/`` otherwise.
 
@@ -113,7 +116,8 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
         with os.fdopen(fd, "w") as out:
             json.dump(config, out, indent=2)
         configs[node] = path
-    controller = _controller_config(root, spec, ports["controller"], network, source or {})
+    dashboard_port = ports.get("dashboard", ports["controller"] + 1000)
+    controller = _controller_config(root, spec, (ports["controller"], dashboard_port), network, source or {})
     return Deployment(root, {n: f"https://127.0.0.1:{ports[n]}" for n in nodes}, configs,
                       {s.sae_id: s.node for s in spec.applications}, controller_url, controller)
 
@@ -126,7 +130,31 @@ def feed_geometry(spec: NetworkSpec, link: LinkSpec) -> tuple[float, float]:
     return length, attenuation + link.extra_loss_db / length
 
 
-def _controller_config(root: Path, spec: NetworkSpec, port: int, network: dict[str, Any],
+def node_positions(spec: NetworkSpec) -> dict[str, tuple[float, float]]:
+    """Where a map draws each node: (x, y) in [0, 1], y downwards; from the nodes' longitude and
+    latitude (equirectangular, to scale) when every node has a location, else on a circle.
+
+    Examples:
+        >>> from qnet.scenarios.spec import NetworkSpec
+        >>> spec = NetworkSpec.model_validate({"name": "n", "nodes": [{"name": "A"}, {"name": "B"}], "links": []})
+        >>> node_positions(spec)
+        {'A': (0.5, 0.0), 'B': (0.5, 1.0)}
+    """
+    nodes = spec.nodes
+    if nodes and all(n.location is not None for n in nodes):
+        mid = math.radians(sum(n.location.lat for n in nodes if n.location) / len(nodes))
+        xy = {n.name: (n.location.lon * math.cos(mid), -n.location.lat) for n in nodes if n.location}
+    else:
+        xy = {n.name: (math.sin(2 * math.pi * i / len(nodes)), -math.cos(2 * math.pi * i / len(nodes)))
+              for i, n in enumerate(nodes)}
+    xs, ys = [x for x, _ in xy.values()], [y for _, y in xy.values()]
+    span = max(max(xs) - min(xs), max(ys) - min(ys)) or 1.0
+    ox, oy = (1 - (max(xs) - min(xs)) / span) / 2, (1 - (max(ys) - min(ys)) / span) / 2
+    return {name: (round(ox + (x - min(xs)) / span, 4), round(oy + (y - min(ys)) / span, 4))
+            for name, (x, y) in xy.items()}
+
+
+def _controller_config(root: Path, spec: NetworkSpec, ports: tuple[int, int], network: dict[str, Any],
                        source: dict[str, Any]) -> Path:
     capacity: dict[str, float] = {}
     if source.get("kind", "simulated") == "simulated":
@@ -135,11 +163,15 @@ def _controller_config(root: Path, spec: NetworkSpec, port: int, network: dict[s
             length, attenuation = feed_geometry(spec, link)
             pulses = int(source.get("pulses_per_block") or feed_block_pulses(length, attenuation))
             capacity[link.label] = expected_rate_bps(length, attenuation, pulses) * speedup
-    config = {"host": "127.0.0.1", "port": port,
+    config = {"host": "127.0.0.1", "port": ports[0], "name": spec.name,
+              "dashboard_port": ports[1], "dashboard_token": secrets.token_urlsafe(16),
+              "positions": node_positions(spec),
               "tls": {"ca": "../ca.pem", "cert": "controller.pem", "key": "controller.key"},
               "network": network, "capacity_bps": capacity, "control_period_s": CONTROL_PERIOD_S,
               "qber_threshold": spec.policies.qber_alarm_threshold, "low_water_units": LOW_WATER_UNITS,
               "store_url": "sqlite:///controller.db"}
     path = root / "controller" / "controller.json"
-    path.write_text(json.dumps(config, indent=2))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the dashboard's token
+    with os.fdopen(fd, "w") as out:
+        json.dump(config, out, indent=2)
     return path

@@ -128,6 +128,14 @@ class ControllerConfig(_Model):
     """Certificate CNs allowed to cut and restore links and to open sessions for any SAE."""
     store_url: str | None = None
     """Where alarms and events are kept (SQLAlchemy URL); in memory if None."""
+    name: str = "qnet"
+    """The network's name (the dashboard's title)."""
+    dashboard_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """The dashboard's port: plain HTTP on 127.0.0.1 only, behind :attr:`dashboard_token` (no dashboard if None)."""
+    dashboard_token: str | None = Field(default=None, min_length=16)
+    """The secret in the dashboard's URL (``?token=``); a fresh random one per start if None."""
+    positions: dict[str, tuple[float, float]] = {}
+    """Where the dashboard draws each node: (x, y) in [0, 1], y downwards (a circle if empty)."""
 
 
 def _resolve(config: KmeConfig, base: Path) -> KmeConfig:

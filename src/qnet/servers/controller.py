@@ -27,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -42,9 +44,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qnet.control.controller import ControlError, Controller, LinkReport
 from qnet.control.routing import NoRouteError, RoutePolicy, Topology
 from qnet.management.alarms import AlarmStore, EventBroker
+from qnet.management.metrics import ControllerMetrics
 from qnet.servers.config import ControllerConfig
+from qnet.servers.dashboard import create_dashboard
 from qnet.servers.fcaps import add_management_routes, wire
-from qnet.servers.kme import PeerCertProtocol, tls13
+from qnet.servers.kme import PeerCertProtocol, add_metrics, route_name, tls13
 
 __all__ = ["controller_from_config", "create_app", "serve"]
 
@@ -138,6 +142,8 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
                   description="ITU-T Y.3804 control layer of a QKD network; session control after ETSI GS QKD "
                               "004 (mutual TLS: the caller is its certificate's CN).")
     _install_handlers(app)
+    metrics = ControllerMetrics(ctl, clock=clock)
+    add_metrics(app, metrics, metrics.http, route_name, _caller, in_thread=False)
     nodes = frozenset(ctl.topology.nodes)
 
     def operator(request: Request) -> str:
@@ -248,11 +254,40 @@ def _session_routes(app: FastAPI, ctl: Controller, source_or_operator: Callable[
 
 
 def serve(config: ControllerConfig) -> None:
-    """Run the controller until interrupted."""
-    app = create_app(controller_from_config(config), operators=frozenset(config.operators),
-                     alarms=AlarmStore(config.store_url or "sqlite://"))
-    uvicorn.Server(uvicorn.Config(
+    """Run the controller, and its dashboard if the configuration has a port for it, until interrupted.
+
+    Both servers run on one event loop and share the controller, its alarm store and its events.
+    """
+    ctl = controller_from_config(config)
+    store = AlarmStore(config.store_url or "sqlite://")
+    app = create_app(ctl, operators=frozenset(config.operators), alarms=store)
+    main = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, http=PeerCertProtocol, loop="uvloop",
         ssl_certfile=str(config.tls.cert), ssl_keyfile=str(config.tls.key), ssl_ca_certs=str(config.tls.ca),
         ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_context_factory=tls13, log_level="warning", access_log=False,
-    )).run()
+    ))
+    if config.dashboard_port is None:
+        main.run()
+        return
+    dashboard = create_dashboard(ctl, store, EventBroker(), token=config.dashboard_token or secrets.token_urlsafe(16),
+                                 clock=time.time, name=config.name, positions=config.positions)
+    beside = _QuietServer(uvicorn.Config(dashboard, host="127.0.0.1", port=config.dashboard_port, loop="uvloop",
+                                         log_level="warning", access_log=False))
+
+    async def both() -> None:
+        async def controller_then_stop() -> None:
+            try:
+                await main.serve()
+            finally:
+                beside.should_exit = True
+        await asyncio.gather(controller_then_stop(), beside.serve())
+
+    uvloop.run(both())
+
+
+class _QuietServer(uvicorn.Server):
+    """A server that leaves the signals to the one beside it (which stops it when it stops)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
