@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import secrets
 import time
@@ -40,6 +39,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from qnet.control.controller import ControlError, Controller
 from qnet.management.alarms import AlarmStore, EventBroker
+from qnet.servers.fcaps import sse_stream
 
 __all__ = ["COOKIE", "HISTORY_SAMPLES", "create_dashboard"]
 
@@ -47,7 +47,6 @@ COOKIE = "qnet_dashboard_token"
 HEADER = "x-qnet-token"
 HISTORY_SAMPLES = 900
 """Samples kept per link (15 minutes at one a second)."""
-KEEPALIVE_S = 15.0
 
 
 def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *, token: str,
@@ -95,7 +94,7 @@ def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *,
 
     @app.get("/api/stream")
     async def stream(request: Request) -> StreamingResponse:
-        return StreamingResponse(_sse(broker, request), media_type="text/event-stream",
+        return StreamingResponse(sse_stream(broker, request, "qnet dashboard events"), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     _action_routes(app, ctl, clock)
@@ -215,23 +214,6 @@ class _History:
         task = asyncio.get_running_loop().create_task(sampling())
         yield
         task.cancel()
-
-
-async def _sse(broker: EventBroker, request: Request) -> AsyncIterator[str]:
-    """``event: TYPE`` / ``data: {json}`` per event, a comment every 15 s to keep the line open."""
-    events = broker.subscribe()
-    yield ": qnet dashboard events\n\n"
-    try:
-        while not await request.is_disconnected():
-            try:
-                event: dict[str, Any] = await asyncio.wait_for(events.__anext__(), KEEPALIVE_S)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-    finally:
-        with contextlib.suppress(Exception):
-            await events.aclose()  # type: ignore[attr-defined]
 
 
 def _page() -> str:

@@ -29,7 +29,7 @@ from qnet.control.controller import ControlError, ControlEvent, Controller
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.inventory import network_inventory, qkd_node
 
-__all__ = ["add_management_routes", "wire"]
+__all__ = ["add_management_routes", "sse_stream", "wire"]
 
 API = "/control/v1"
 KEEPALIVE_S = 15.0
@@ -65,7 +65,7 @@ def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, brok
     @app.get(f"{API}/events/stream")
     async def stream(request: Request) -> StreamingResponse:
         caller(request)
-        return StreamingResponse(_sse(broker, request), media_type="text/event-stream",
+        return StreamingResponse(sse_stream(broker, request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     @app.get(f"{API}/inventory")
@@ -105,10 +105,12 @@ def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, brok
         return JSONResponse(qkd_node(ctl, node, now_s=clock()))
 
 
-async def _sse(broker: EventBroker, request: Request) -> AsyncIterator[str]:
-    """Server-sent events: ``data: {json}`` per event, a comment every 15 s to keep the line open."""
+async def sse_stream(broker: EventBroker, request: Request,
+                     hello: str = "qnet controller events") -> AsyncIterator[str]:
+    """Server-sent events: ``event: TYPE`` / ``data: {json}`` per event, a comment every 15 s to keep
+    the line open (the controller's API and the dashboard share it)."""
     events = broker.subscribe()
-    yield ": qnet controller events\n\n"
+    yield f": {hello}\n\n"
     try:
         while not await request.is_disconnected():
             try:
