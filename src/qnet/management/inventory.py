@@ -4,8 +4,9 @@ JSON): for each node a ``qkd_node`` with its ``qkd_interfaces`` (one per QKD lin
 ETSI 015's virtual link) and its ``qkd_applications`` (the SAEs' sessions, with QoS and the key they
 consumed).
 
-Built from what the controller knows (:class:`qnet.control.controller.Controller`) and, for
-consumption, a per-session counter the caller keeps; the node and link identifiers are stable
+Built from what the controller knows (:class:`qnet.control.controller.Controller`), or a KME
+knows of its own links (any :class:`NetworkView`), and, for consumption, a per-session counter the
+caller keeps; the node and link identifiers are stable
 UUIDs derived from names (UUID v5), so the same network gives the same IDs every time.
 
 Examples:
@@ -22,11 +23,31 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from qnet.control.controller import Controller, Session
+from qnet.control.controller import Session
+from qnet.control.routing import LinkState, Topology
 
-__all__ = ["network_inventory", "qkd_node", "stable_id"]
+__all__ = ["NetworkView", "network_inventory", "qkd_node", "stable_id"]
+
+
+class _LinkLike(Protocol):
+    @property
+    def ends(self) -> tuple[str, str]: ...
+    @property
+    def cut(self) -> bool: ...
+
+
+class NetworkView(Protocol):
+    """What the inventory reads: the controller has it all; a KME has its own links' part."""
+
+    @property
+    def topology(self) -> Topology: ...
+    @property
+    def links(self) -> Mapping[str, _LinkLike]: ...
+    @property
+    def sessions(self) -> Mapping[str, Session]: ...
+    def states(self, now_s: float) -> Mapping[str, LinkState]: ...
 
 _NS = uuid.UUID("6f1c1a4e-6b0b-5a56-9d4b-2f3c0a8e51d1")
 _TYPES = "etsi-qkd-node-types:"
@@ -37,7 +58,7 @@ def stable_id(kind: str, name: str) -> str:
     return str(uuid.uuid5(_NS, f"{kind}/{name}"))
 
 
-def qkd_node(ctl: Controller, node: str, *, now_s: float,
+def qkd_node(ctl: NetworkView, node: str, *, now_s: float,
              consumed_bits: Mapping[str, float] | None = None) -> dict[str, Any]:
     """One node's ``qkd_node`` container."""
     states = ctl.states(now_s)
@@ -60,14 +81,14 @@ def qkd_node(ctl: Controller, node: str, *, now_s: float,
     }}
 
 
-def network_inventory(ctl: Controller, *, now_s: float,
+def network_inventory(ctl: NetworkView, *, now_s: float,
                       consumed_bits: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Every node's ``qkd_node``: what the controller serves as the network's inventory."""
     return {"qkd_nodes": [qkd_node(ctl, n, now_s=now_s, consumed_bits=consumed_bits)["qkd_node"]
                           for n in ctl.topology.nodes]}
 
 
-def _phys_link(ctl: Controller, node: str, lid: str, up: bool, cut: bool, state: Any) -> dict[str, Any]:
+def _phys_link(ctl: NetworkView, node: str, lid: str, up: bool, cut: bool, state: Any) -> dict[str, Any]:
     a, b = ctl.links[lid].ends
     peer = b if node == a else a
     rate = state.key_rate_bps if math.isfinite(state.key_rate_bps) else None
@@ -93,7 +114,7 @@ def _virt_link(session: Session) -> dict[str, Any]:
             "qkdl_applications": [session.key_stream_id], "qnet_route": list(session.route)}
 
 
-def _app(ctl: Controller, session: Session, consumed: float) -> dict[str, Any]:
+def _app(ctl: NetworkView, session: Session, consumed: float) -> dict[str, Any]:
     relayed = len(session.route) > 2
     backing = ([stable_id("virtual", session.key_stream_id)] if relayed else
                [stable_id("link", lid) for lid in ctl.topology.links_between(session.route[0], session.route[1])])
@@ -105,6 +126,6 @@ def _app(ctl: Controller, session: Session, consumed: float) -> dict[str, Any]:
             "backing_qkdl_id": backing}
 
 
-def _links_of(ctl: Controller, session: Session) -> set[str]:
+def _links_of(ctl: NetworkView, session: Session) -> set[str]:
     return {lid for x, y in zip(session.route, session.route[1:], strict=False)
             for lid in ctl.topology.links_between(x, y)}

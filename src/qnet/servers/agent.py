@@ -108,6 +108,7 @@ class ControlAgent:
             self.node.store.set_meta(f"eve/{lid}", "1" if lid in eve else "0")
         self._eve = eve
         self.node.drained = set(answer.get("drained") or [])
+        self.node.sessions = [s for s in answer.get("sessions") or [] if isinstance(s, dict)]
         self.node.session_routes = {str(s["route"][-1]): [str(n) for n in s["route"]]
                                     for s in answer.get("sessions") or [] if s.get("route")}
         self.period_s = float(answer.get("period_s", self.period_s))

@@ -10,6 +10,10 @@ endpoint                                    caller         what
 ``GET  /control/v1/inventory``              anyone         every node in ETSI GS QKD 015 shapes
 ``POST|DELETE /control/v1/links/{id}/eavesdropper``  operator  start / stop a simulated eavesdropper
 ``POST|DELETE /control/v1/nodes/{node}/drain``       operator  drain a node (no relays through it) / undrain
+
+Each KME serves its own ``qkd_node`` at ``/restconf/data/etsi-qkd-sdn-node:qkd_node``
+(:func:`add_kme_inventory_route`): its links as it sees them (stock from its store, state from the
+controller's last answer), and the sessions that start there.
 ``GET  /restconf/data/etsi-qkd-sdn-node:qkd_node?node=N``  anyone  one node's ``qkd_node``
 =========================================  =============  ==============================================
 """
@@ -20,16 +24,21 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from qnet.control.controller import ControlError, ControlEvent, Controller
+from qnet.control.controller import ControlError, ControlEvent, Controller, Session
+from qnet.control.routing import LinkState
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.inventory import network_inventory, qkd_node
 
-__all__ = ["add_management_routes", "sse_stream", "wire"]
+if TYPE_CHECKING:
+    from qnet.servers.node import KmeNode
+
+__all__ = ["KmeView", "add_kme_inventory_route", "add_management_routes", "sse_stream", "wire"]
 
 API = "/control/v1"
 KEEPALIVE_S = 15.0
@@ -122,3 +131,47 @@ async def sse_stream(broker: EventBroker, request: Request,
     finally:
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _OwnLink:
+    ends: tuple[str, str]
+    cut: bool
+
+
+class KmeView:
+    """What one KME knows, in the shape the inventory reads (:class:`qnet.management.inventory.NetworkView`)."""
+
+    def __init__(self, node: KmeNode) -> None:
+        self.node = node
+        self.topology = node.router.topology
+        self.links = {lk.link_id: _OwnLink((lk.ends[0], lk.ends[1]), lk.link_id in node.manager.out_of_service)
+                      for lk in node.config.links}
+        self.sessions = {str(s["Key_stream_ID"]): _session(s) for s in node.sessions}
+
+    def states(self, now_s: float) -> dict[str, LinkState]:
+        """Each own link: the controller's view if there is one, this end's stock in any case."""
+        out = {}
+        for lk in self.node.config.links:
+            known = self.node.control_states.get(lk.link_id, LinkState())
+            out[lk.link_id] = replace(known, stored_units=self.node.store.stock(lk.link_id),
+                                      up=known.up and self.node.manager.peer_ok(lk.peer))
+        return out
+
+
+def _session(raw: dict[str, Any]) -> Session:
+    qos = raw.get("QoS") or {}
+    route = [str(n) for n in raw.get("route") or []]
+    return Session(str(raw["Key_stream_ID"]), str(raw.get("source")), str(raw.get("destination")),
+                   (route[0], route[-1]), float(qos.get("key_rate_bps", 0.0)), int(qos.get("priority", 0)), route,
+                   float(raw.get("opened_s", 0.0)), int(raw.get("reroutes", 0)))
+
+
+def add_kme_inventory_route(app: FastAPI, node: KmeNode, caller: Callable[[Request], str]) -> None:
+    """A KME's own ``qkd_node`` (ETSI GS QKD 015), to any caller with a certificate."""
+
+    @app.get("/restconf/data/etsi-qkd-sdn-node:qkd_node")
+    async def own_node(request: Request) -> JSONResponse:
+        caller(request)
+        view = KmeView(node)
+        return JSONResponse(await asyncio.to_thread(qkd_node, view, node.kme_id, now_s=node.clock()))

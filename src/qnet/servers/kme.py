@@ -35,6 +35,7 @@ from qnet.keys.store import NOT_YET_ASSIGNED, StoreError
 from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetrics
 from qnet.security.envelope import EnvelopeError, open_envelope
 from qnet.security.pki import subject_cn
+from qnet.servers.fcaps import add_kme_inventory_route
 from qnet.servers.node import Broadcast, KmeNode
 from qnet.service.etsi014 import Etsi014Error, KmeLimits, keys_body
 
@@ -172,6 +173,7 @@ def create_app(node: KmeNode) -> FastAPI:
     _install_handlers(app)
     metrics = KMEMetrics(node.manager, clock=node.clock)
     add_metrics(app, metrics, metrics.http, _etsi014_method, _caller, in_thread=True)
+    add_kme_inventory_route(app, node, _caller)
     svc = node.service
     assigned = Broadcast()
     node.manager.assigned = assigned.fire  # type: ignore[method-assign]

@@ -202,6 +202,8 @@ class KmeNode:
         """Every link's state as the controller last reported it (empty without a controller)."""
         self.session_routes: dict[str, list[str]] = {}
         self.drained: set[str] = set()
+        self.sessions: list[dict[str, Any]] = []
+        """The sessions that start here, as the controller last described them."""
         """Nodes the operator drained: no relay passes through them (from the controller)."""
         """Target node -> the route of a session the controller admitted from here."""
         path = audit_path(config.kme_id, config_path, config.store_url)
