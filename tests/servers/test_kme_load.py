@@ -114,15 +114,16 @@ def test_kill_9_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
         assert ledger.errors, "the kill should have interrupted some requests"
         net.start("Alice")
         net.wait_for_stock("SAE_A", "SAE_B", "Alice", 100)
-        time.sleep(2)  # the restarted KME's outbox reaches Bob
-        pending = [k for k in ledger.enc if k not in ledger.dec]
+        deadline = time.monotonic() + 20  # the restarted KME's outbox reaches Bob (slower on a busy machine)
         with net.client("SAE_B") as at_bob, net.client("SAE_A") as at_alice:
-            for key_id in pending:  # the slave is at Bob or (reverse traffic) at Alice
-                for http, node, master in ((at_bob, "Bob", "SAE_A"), (at_alice, "Alice", "SAE_B")):
-                    r = http.get(f"{net.url(node)}{API}/{master}/dec_keys", params={"key_ID": key_id})
-                    if r.status_code == 200:
-                        ledger.got_dec(r.json()["keys"])
-                        break
+            while (pending := [k for k in ledger.enc if k not in ledger.dec]) and time.monotonic() < deadline:
+                time.sleep(1)
+                for key_id in pending:  # the slave is at Bob or (reverse traffic) at Alice
+                    for http, node, master in ((at_bob, "Bob", "SAE_A"), (at_alice, "Alice", "SAE_B")):
+                        r = http.get(f"{net.url(node)}{API}/{master}/dec_keys", params={"key_ID": key_id})
+                        if r.status_code == 200:
+                            ledger.got_dec(r.json()["keys"])
+                            break
         for k in ledger.enc:  # the slave got every key its master got, once and identical
             assert ledger.dec.get(k) == ledger.enc[k]
     finally:

@@ -170,7 +170,7 @@ def _session(raw: dict[str, Any]) -> Session:
 def add_kme_inventory_route(app: FastAPI, node: KmeNode, caller: Callable[[Request], str]) -> None:
     """A KME's own ``qkd_node`` (ETSI GS QKD 015), to any caller with a certificate."""
 
-    @app.get("/restconf/data/etsi-qkd-sdn-node:qkd_node")
+    @app.get("/restconf/data/etsi-qkd-sdn-node:qkd_node", include_in_schema=False)  # not ETSI 014's
     async def own_node(request: Request) -> JSONResponse:
         caller(request)
         view = KmeView(node)
