@@ -99,6 +99,8 @@ def feed_block_pulses(length_km: float, attenuation_db_per_km: float) -> int:
         (1000000000, 10000000000)
     """
     best = expected_rate_bps(length_km, attenuation_db_per_km, FEED_BLOCKS[-1])
+    if best <= 0:  # no key at any length: the longest blocks, whose QBER estimate is the steadiest
+        return FEED_BLOCKS[-1]
     return next(n for n in FEED_BLOCKS if expected_rate_bps(length_km, attenuation_db_per_km, n) >= best / 2)
 
 
