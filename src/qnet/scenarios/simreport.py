@@ -58,38 +58,36 @@ def _scale(seconds: float, result: SimResult) -> float:
     return seconds / (3600 if result.duration_s >= 3 * 3600 else 60 if result.duration_s >= 180 else 1)
 
 
-def _delivered(result: SimResult, path: Path) -> None:
+def _per_demand(result: SimResult, path: Path, draw: Any, **axes: Any) -> None:
+    """A horizontal bar chart with one row per demand; ``draw(ax, y)`` draws the bars."""
     plt = _pyplot()
     names = [d.name for d in result.demands]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.8))
     y = np.arange(len(names))
-    ax.barh(y, [d.requested_bits / 1e9 for d in result.demands], color="#d9d9d9", label="asked")
-    ax.barh(y, [d.delivered_bits / 1e9 for d in result.demands], color="#2b8cbe", label="delivered")
+    draw(ax, y)
     ax.set_yticks(y, names, fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel="key (Gbit)", title=f"{result.network}: key delivered per demand")
-    ax.legend(fontsize=8)
+    ax.set(**axes)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _delivered(result: SimResult, path: Path) -> None:
+    def draw(ax: Any, y: np.ndarray) -> None:
+        ax.barh(y, [d.requested_bits / 1e9 for d in result.demands], color="#d9d9d9", label="asked")
+        ax.barh(y, [d.delivered_bits / 1e9 for d in result.demands], color="#2b8cbe", label="delivered")
+        ax.legend(fontsize=8)
+    _per_demand(result, path, draw, xlabel="key (Gbit)", title=f"{result.network}: key delivered per demand")
 
 
 def _blocking(result: SimResult, path: Path) -> None:
-    plt = _pyplot()
-    names = [d.name for d in result.demands]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.8))
-    y = np.arange(len(names))
-    p = [d.blocking_probability for d in result.demands]
-    ax.barh(y, p, color=["#de2d26" if v > 0.01 else "#31a354" for v in p])
-    ax.set_yticks(y, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set(xlim=(0, 1), xlabel="blocking probability (share of asked key not supplied)",
-           title=f"{result.network}: blocking per demand")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    def draw(ax: Any, y: np.ndarray) -> None:
+        p = [d.blocking_probability for d in result.demands]
+        ax.barh(y, p, color=["#de2d26" if v > 0.01 else "#31a354" for v in p])
+    _per_demand(result, path, draw, xlim=(0, 1), xlabel="blocking probability (share of asked key not supplied)",
+                title=f"{result.network}: blocking per demand")
 
 
 def _routes(result: SimResult, path: Path) -> None:

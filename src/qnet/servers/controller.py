@@ -180,17 +180,6 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
              **ctl.directive(now)["links"][lid], "up": states[lid].up}
             for lid, link in ctl.links.items()]})
 
-    @app.post(f"{API}/links/{{link_id}}/cut")
-    async def cut(link_id: str, request: Request) -> JSONResponse:
-        ctl.cut(link_id, clock(), reason=f"by {operator(request)}")
-        return JSONResponse({"link_id": link_id, "cut": True})
-
-    @app.post(f"{API}/links/{{link_id}}/restore")
-    async def restore(link_id: str, request: Request) -> JSONResponse:
-        operator(request)
-        ctl.restore(link_id, clock())
-        return JSONResponse({"link_id": link_id, "cut": False})
-
     @app.get(f"{API}/routes")
     async def routes(request: Request, src: str = Query(...), dst: str = Query(...)) -> JSONResponse:
         _caller(request)

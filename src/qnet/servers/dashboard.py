@@ -39,7 +39,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from qnet.control.controller import ControlError, Controller
 from qnet.management.alarms import AlarmStore, EventBroker
-from qnet.servers.fcaps import sse_stream
+from qnet.servers.fcaps import add_operator_actions, sse_stream
 
 __all__ = ["COOKIE", "HISTORY_SAMPLES", "create_dashboard"]
 
@@ -97,7 +97,7 @@ def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *,
         return StreamingResponse(sse_stream(broker, request, "qnet dashboard events"), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
-    _action_routes(app, ctl, clock)
+    add_operator_actions(app, "/api", ctl, clock, lambda _: "the dashboard")  # the token is checked first
     return app
 
 
@@ -108,40 +108,6 @@ def _token_check(token: str) -> Callable[[Request], None]:
         if not secrets.compare_digest(given.encode(), token.encode()):
             raise ControlError(401, "authentication failed: open the URL with ?token= that qnet up printed")
     return check
-
-
-def _action_routes(app: FastAPI, ctl: Controller, clock: Callable[[], float]) -> None:
-    """The operator's actions, as the controller's API has them."""
-
-    @app.post("/api/links/{link_id}/cut")
-    async def cut(link_id: str) -> JSONResponse:
-        ctl.cut(link_id, clock(), reason="from the dashboard")
-        return JSONResponse({"link_id": link_id, "cut": True})
-
-    @app.post("/api/links/{link_id}/restore")
-    async def restore(link_id: str) -> JSONResponse:
-        ctl.restore(link_id, clock())
-        return JSONResponse({"link_id": link_id, "cut": False})
-
-    @app.post("/api/links/{link_id}/eavesdropper")
-    async def eve_on(link_id: str) -> JSONResponse:
-        ctl.eavesdrop(link_id, True, clock())
-        return JSONResponse({"link_id": link_id, "eavesdropper": True})
-
-    @app.delete("/api/links/{link_id}/eavesdropper")
-    async def eve_off(link_id: str) -> JSONResponse:
-        ctl.eavesdrop(link_id, False, clock())
-        return JSONResponse({"link_id": link_id, "eavesdropper": False})
-
-    @app.post("/api/nodes/{node}/drain")
-    async def drain(node: str) -> JSONResponse:
-        ctl.drain(node, True, clock())
-        return JSONResponse({"node": node, "drained": True})
-
-    @app.delete("/api/nodes/{node}/drain")
-    async def undrain(node: str) -> JSONResponse:
-        ctl.drain(node, False, clock())
-        return JSONResponse({"node": node, "drained": False})
 
 
 def snapshot(ctl: Controller, store: AlarmStore, now_s: float, *, name: str = "qnet",

@@ -38,7 +38,7 @@ from qnet.management.inventory import network_inventory, qkd_node
 if TYPE_CHECKING:
     from qnet.servers.node import KmeNode
 
-__all__ = ["KmeView", "add_kme_inventory_route", "add_management_routes", "sse_stream", "wire"]
+__all__ = ["KmeView", "add_kme_inventory_route", "add_management_routes", "add_operator_actions", "sse_stream", "wire"]
 
 API = "/control/v1"
 KEEPALIVE_S = 15.0
@@ -55,7 +55,8 @@ def wire(ctl: Controller, store: AlarmStore, broker: EventBroker) -> None:
 def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, broker: EventBroker, *,
                           caller: Callable[[Request], str], operator: Callable[[Request], str],
                           clock: Callable[[], float]) -> None:
-    """Mount the alarm, stream and inventory routes on the controller's app."""
+    """Mount the alarm, stream, inventory and operator-action routes on the controller's app."""
+    add_operator_actions(app, API, ctl, clock, operator)
 
     @app.get(f"{API}/alarms")
     async def alarms(request: Request, active: bool = Query(False)) -> JSONResponse:
@@ -82,36 +83,44 @@ def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, brok
         caller(request)
         return JSONResponse(network_inventory(ctl, now_s=clock()))
 
-    @app.post(f"{API}/links/{{link_id}}/eavesdropper")
-    async def eve_on(link_id: str, request: Request) -> JSONResponse:
-        operator(request)
-        ctl.eavesdrop(link_id, True, clock())
-        return JSONResponse({"link_id": link_id, "eavesdropper": True})
-
-    @app.delete(f"{API}/links/{{link_id}}/eavesdropper")
-    async def eve_off(link_id: str, request: Request) -> JSONResponse:
-        operator(request)
-        ctl.eavesdrop(link_id, False, clock())
-        return JSONResponse({"link_id": link_id, "eavesdropper": False})
-
-    @app.post(f"{API}/nodes/{{node}}/drain")
-    async def drain(node: str, request: Request) -> JSONResponse:
-        operator(request)
-        ctl.drain(node, True, clock())
-        return JSONResponse({"node": node, "drained": True})
-
-    @app.delete(f"{API}/nodes/{{node}}/drain")
-    async def undrain(node: str, request: Request) -> JSONResponse:
-        operator(request)
-        ctl.drain(node, False, clock())
-        return JSONResponse({"node": node, "drained": False})
-
     @app.get("/restconf/data/etsi-qkd-sdn-node:qkd_node")
     async def node(request: Request, node: str = Query(...)) -> JSONResponse:
         caller(request)
         if node not in ctl.topology.nodes:
             raise ControlError(404, f"no node {node!r} in this network")
         return JSONResponse(qkd_node(ctl, node, now_s=clock()))
+
+
+def add_operator_actions(app: FastAPI, prefix: str, ctl: Controller, clock: Callable[[], float],
+                         operator: Callable[[Request], str]) -> None:
+    """The operator's actions under ``prefix`` (the controller's API and the dashboard both mount
+    them; ``operator`` says who acts, or raises): cut / restore a link, start / stop a simulated
+    eavesdropper on it, drain / undrain a node."""
+
+    @app.post(f"{prefix}/links/{{link_id}}/cut")
+    async def cut(link_id: str, request: Request) -> JSONResponse:
+        ctl.cut(link_id, clock(), reason=f"by {operator(request)}")
+        return JSONResponse({"link_id": link_id, "cut": True})
+
+    @app.post(f"{prefix}/links/{{link_id}}/restore")
+    async def restore(link_id: str, request: Request) -> JSONResponse:
+        operator(request)
+        ctl.restore(link_id, clock())
+        return JSONResponse({"link_id": link_id, "cut": False})
+
+    @app.api_route(f"{prefix}/links/{{link_id}}/eavesdropper", methods=["POST", "DELETE"])
+    async def eavesdropper(link_id: str, request: Request) -> JSONResponse:
+        operator(request)
+        on = request.method == "POST"
+        ctl.eavesdrop(link_id, on, clock())
+        return JSONResponse({"link_id": link_id, "eavesdropper": on})
+
+    @app.api_route(f"{prefix}/nodes/{{node}}/drain", methods=["POST", "DELETE"])
+    async def drain(node: str, request: Request) -> JSONResponse:
+        operator(request)
+        on = request.method == "POST"
+        ctl.drain(node, on, clock())
+        return JSONResponse({"node": node, "drained": on})
 
 
 async def sse_stream(broker: EventBroker, request: Request,
