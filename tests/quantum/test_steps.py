@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from qnet.quantum.postprocess import clmul
 from qnet.quantum.postprocess.amplification import (
     modified_toeplitz_hash_pair,
     toeplitz_hash,
@@ -41,22 +42,30 @@ def test_tag_depends_on_length() -> None:
     assert key_tag(key, (5, 7)) != key_tag(np.append(key, 0).astype(np.uint8), (5, 7))
 
 
-@pytest.mark.parametrize(("n", "m"), [(1, 1), (8, 3), (64, 40), (257, 100), (1000, 1)])
-def test_fft_toeplitz_equals_the_definition(n: int, m: int) -> None:
-    """The FFT product is exactly T x over GF(2) (checked against the O(nm) definition)."""
+ENGINES = [
+    "fft",
+    pytest.param("clmul", marks=pytest.mark.skipif(not clmul.available(), reason="no carry-less multiply here")),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("n", "m"), [(1, 1), (8, 3), (64, 40), (257, 100), (1000, 1), (1500, 700)])
+def test_toeplitz_equals_the_definition(n: int, m: int, engine: str) -> None:
+    """Each engine's product is exactly T x over GF(2) (checked against the O(nm) definition)."""
     rng = np.random.default_rng(n + m)
     key = rng.integers(0, 2, n, dtype=np.uint8)
     seed = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
-    assert np.array_equal(toeplitz_hash(key, seed, m), toeplitz_hash_direct(key, seed, m))
+    assert np.array_equal(toeplitz_hash(key, seed, m, engine=engine), toeplitz_hash_direct(key, seed, m))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("n", "m"), [(2, 1), (64, 63), (1000, 300), (4097, 2048)])
-def test_modified_toeplitz_equals_identity_then_toeplitz(n: int, m: int) -> None:
+def test_modified_toeplitz_equals_identity_then_toeplitz(n: int, m: int, engine: str) -> None:
     """(I | T') x is x[:m] xor T' x[m:], T' by the definition; both keys of a pair get the same matrix."""
     rng = np.random.default_rng(n * m)
     a, b = rng.integers(0, 2, (2, n), dtype=np.uint8)
     seed = rng.integers(0, 2, n - 1, dtype=np.uint8)
-    ha, hb = modified_toeplitz_hash_pair(a, b, seed, m)
+    ha, hb = modified_toeplitz_hash_pair(a, b, seed, m, engine=engine)
     assert np.array_equal(ha, a[:m] ^ toeplitz_hash_direct(a[m:], seed, m))
     assert np.array_equal(hb, b[:m] ^ toeplitz_hash_direct(b[m:], seed, m))
 
@@ -71,12 +80,17 @@ def test_modified_toeplitz_collisions_are_rare() -> None:
     assert abs(hits - 250) < 5 * (4000 * (1 / 16) * (15 / 16)) ** 0.5
 
 
-def test_toeplitz_hash_is_linear() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_toeplitz_hash_is_linear(engine: str) -> None:
     """T(x xor y) = Tx xor Ty: the family is a linear 2-universal hash."""
     rng = np.random.default_rng(9)
     x, y = rng.integers(0, 2, (2, 5000), dtype=np.uint8)
     seed = rng.integers(0, 2, 5000 + 2000 - 1, dtype=np.uint8)
-    assert np.array_equal(toeplitz_hash(x ^ y, seed, 2000), toeplitz_hash(x, seed, 2000) ^ toeplitz_hash(y, seed, 2000))
+
+    def h(v: np.ndarray) -> np.ndarray:
+        return toeplitz_hash(v, seed, 2000, engine=engine)
+
+    assert np.array_equal(h(x ^ y), h(x) ^ h(y))
 
 
 def test_toeplitz_rejects_bad_lengths() -> None:
