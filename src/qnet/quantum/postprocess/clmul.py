@@ -227,6 +227,7 @@ def _leaves(b: int, w: int) -> Callable[..., None]:
 
     @njit(nogil=True)
     def run(work: U64, seeds: int, vectors: int, products: int, count: int, b_: int) -> None:
+        # b_ (== b) keeps the call the same as _host_leaves'
         for p in range(count):
             kernel(work, seeds + 2 * b * p, work, vectors + b * p, work, products + b * p)
 
@@ -239,7 +240,8 @@ _K8, _K16, _K24, _K32, _K40, _K48, _K56 = (_kernel(b, max(vector_words(), 2)) fo
 @njit(cache=True, nogil=True)
 def _host_leaves(work: U64, seeds: int, vectors: int, products: int, count: int, b: int) -> None:
     """The kernel of size b over ``count`` consecutive problems, at this CPU's width. One function for
-    every b so that numba's on-disk cache holds them all: compiled once per machine, not per process."""
+    every b so that numba's on-disk cache holds them all: compiled once per machine, not per process
+    (numba needs each intrinsic named statically, hence the chain of branches)."""
     for p in range(count):
         s, x, y = seeds + 2 * b * p, vectors + b * p, products + b * p
         if b == 8:
