@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from qnet.control.controller import ControlError, Controller, LinkReport, state_from_dict
-from qnet.control.routing import RoutePolicy, Topology
+from qnet.control.routing import RoutePolicy, Topology, key_level_cost
 
 # A square A-B-C-D-A with a diagonal-free layout: two disjoint routes from A to C.
 SQUARE = Topology(("A", "B", "C", "D"), (("A", "B", "ab"), ("B", "C", "bc"), ("C", "D", "cd"), ("D", "A", "da")))
@@ -85,12 +85,12 @@ def test_sessions_refuse_unknown_saes_access_and_over_capacity() -> None:
     assert err.value.status == 401
     with pytest.raises(ControlError, match="access control"):
         ctl.open_session("SA", "SX", 0.0)
-    ctl.open_session("SA", "SB", 0.0, key_rate_bps=400)  # each direction of a link gets half its rate
-    ctl.open_session("SB", "SA", 0.0, key_rate_bps=500)  # the other direction is free
+    ctl.open_session("SA", "SB", 0.0, key_rate_bps=400)  # both directions share a link's rate (the ends
+    ctl.open_session("SB", "SA", 0.0, key_rate_bps=500)  # hand each other the units they do not use)
     detour = ctl.open_session("SA", "SB", 0.0, key_rate_bps=150)  # the direct link is full: the long way round
     assert detour.route == ["A", "D", "C", "B"]
-    with pytest.raises(ControlError, match="exceeds what hop A-B has left: 100 of 500") as err:
-        ctl.open_session("SA", "SB", 0.0, key_rate_bps=351)
+    with pytest.raises(ControlError, match="exceeds what hop A-B has left: 100 of 1000") as err:
+        ctl.open_session("SA", "SB", 0.0, key_rate_bps=851)  # the detour has 850 left
     assert err.value.status == 503
     with pytest.raises(ControlError, match="already open"):
         s = ctl.open_session("SA", "SB", 0.0, key_rate_bps=100, key_stream_id="k1")
@@ -100,7 +100,7 @@ def test_sessions_refuse_unknown_saes_access_and_over_capacity() -> None:
 def test_a_higher_priority_session_preempts_lower_ones() -> None:
     ctl = controller()
     low = ctl.open_session("SA", "SB", 0.0, key_rate_bps=350, priority=0)
-    high = ctl.open_session("SA", "SB", 1.0, key_rate_bps=300, priority=5)
+    high = ctl.open_session("SA", "SB", 1.0, key_rate_bps=700, priority=5)
     assert high.key_stream_id in ctl.sessions and low.key_stream_id not in ctl.sessions
     assert any(e.kind == "session-preempted" for e in ctl.events)
     ctl.close_session(high.key_stream_id, 2.0)
@@ -165,3 +165,112 @@ def test_draining_a_node_moves_sessions_off_it_and_eavesdroppers_are_announced()
     assert ctl.directive(2.0)["links"]["ab"]["eavesdropper"] and ctl.events[-1].kind == "eavesdropper-on"
     with pytest.raises(ControlError, match="no node"):
         ctl.drain("Q", True, 3.0)
+
+
+def test_admission_never_routes_through_a_drained_node() -> None:
+    """The square from issue 12: drain B, fill A-D-C; the next session is refused, not admitted
+    on A-B-C through the drained node (the alternatives used to ignore drained nodes)."""
+    ctl = controller(cost=key_level_cost)
+    report_all(ctl, 0.0)
+    for a, b, lid in SQUARE.links[:2]:  # less key on A-B-C: A-D-C is the cheapest route, A-B-C the next
+        for node in (a, b):
+            ctl.report(node, [LinkReport(lid, 100, 1000.0, 0.02)], 0.0)
+    ctl.drain("B", True, 0.0)
+    first = ctl.open_session("SA", "SC", 0.0, key_rate_bps=800)  # A-D and D-C have 1000 bit/s each
+    assert first.route == ["A", "D", "C"]
+    with pytest.raises(ControlError, match="exceeds what hop A-D has left: 200 of 1000") as err:
+        ctl.open_session("SA", "SC", 0.0, key_rate_bps=800)
+    assert err.value.status == 503
+    assert all("B" not in s.route[1:-1] for s in ctl.sessions.values())
+    ctl.drain("B", False, 1.0)
+    assert ctl.open_session("SA", "SC", 1.0, key_rate_bps=800).route == ["A", "B", "C"]
+
+
+def test_a_session_leaves_a_link_that_falls_below_the_policys_minimum_rate() -> None:
+    """Re-routing uses the router's definition of a usable link, so a link whose measured rate falls
+    below the policy's minimum moves the sessions over it at once (it used to check only up/alarm)."""
+    ctl = controller(policy=RoutePolicy(min_key_rate_bps=50.0))
+    report_all(ctl, 0.0)
+    s = ctl.open_session("SA", "SB", 0.0, key_rate_bps=10)
+    assert s.route == ["A", "B"]
+    ctl.report("A", [LinkReport("ab", 500, 10.0, 0.02)], 1.0)  # below the policy's 50 bit/s
+    ctl.reroute(1.0)
+    assert s.route == ["A", "D", "C", "B"]
+
+
+def test_admission_uses_planned_rates_until_the_links_are_measured() -> None:
+    """Before the ends have reported for ``measure_s`` admission counts on the planned rate; after,
+    on the measured one (the smaller end's); the refusal and the admission say which."""
+    ctl = controller(measure_s=60.0)  # planned: 1000 bit/s per link, shared by its two directions
+    for t in (0.0, 1.0):
+        report_all(ctl, t)  # the live links make only 200 bit/s ...
+    for a, b, lid in SQUARE.links:
+        for node in (a, b):
+            ctl.report(node, [LinkReport(lid, 500, 200.0, 0.02)], 1.5)
+    early = ctl.open_session("SA", "SB", 2.0, key_rate_bps=300)  # ... but they are not measured yet
+    assert early.admitted_against == "planned" and "admitted against planned rates" in ctl.events[-1].detail
+    ctl.close_session(early.key_stream_id, 3.0)
+    for t in range(0, 70, 2):  # reporting 200 bit/s every 2 s for a minute
+        for a, b, lid in SQUARE.links:
+            for node in (a, b):
+                ctl.report(node, [LinkReport(lid, 500, 200.0 if node != "B" else 180.0, 0.02)], float(t))
+    assert ctl.admission_rate_bps("ab", 68.0) == (180.0, "measured")
+    with pytest.raises(ControlError, match=r"exceeds what hop A-B has left: 180 of 180 bit/s \(measured rate\)"):
+        ctl.open_session("SA", "SB", 68.0, key_rate_bps=300)
+    ok = ctl.open_session("SA", "SB", 68.0, key_rate_bps=170)
+    assert ok.admitted_against == "measured" and ok.as_dict()["admitted_against"] == "measured"
+
+
+def test_a_link_silent_then_back_is_planned_again_until_measured() -> None:
+    """A gap in the reports restarts the measurement; a link never planned is unlimited until measured."""
+    ctl = Controller(SQUARE, saes=SAES, measure_s=10.0, silence_s=3.0)
+    assert ctl.admission_rate_bps("ab", 0.0) == (float("inf"), "planned")
+    for t in range(0, 12):
+        for node in "AB":
+            ctl.report(node, [LinkReport("ab", 5, 300.0, 0.0)], float(t))
+    assert ctl.admission_rate_bps("ab", 11.0) == (300.0, "measured")
+    for node in "AB":
+        ctl.report(node, [LinkReport("ab", 5, 300.0, 0.0)], 20.0)  # after 9 s of silence
+    assert ctl.admission_rate_bps("ab", 20.0)[1] == "planned"
+
+
+def test_feed_lag_and_mode_are_merged_exported_and_optional() -> None:
+    """``lag_s`` and ``feed_mode`` ride the reports (the larger lag; ``sampled`` if either end
+    samples), reach the directive and the controller's metrics, and an older KME may leave them out."""
+    from qnet.management.metrics import ControllerMetrics
+
+    ctl = controller()
+    old = LinkReport.from_dict({"link_id": "ab", "stored_units": 5, "key_rate_bps": 100.0})
+    assert (old.lag_s, old.feed_mode) == (None, None)
+    ctl.report("A", [LinkReport.from_dict({"link_id": "ab", "stored_units": 5, "key_rate_bps": 100.0,
+                                           "lag_s": 1.5, "feed_mode": "photon"})], 0.0)
+    ctl.report("B", [LinkReport.from_dict({"link_id": "ab", "stored_units": 5, "key_rate_bps": 100.0,
+                                           "lag_s": 7.25, "feed_mode": "sampled"})], 0.0)
+    ctl.report("C", [LinkReport.from_dict({"link_id": "bc", "stored_units": 5, "key_rate_bps": 100.0,
+                                           "lag_s": None, "feed_mode": None})], 0.0)
+    states = ctl.states(0.5)
+    assert (states["ab"].lag_s, states["ab"].feed_mode) == (7.25, "sampled")
+    assert (states["bc"].lag_s, states["bc"].feed_mode) == (None, None)
+    links = ctl.directive(0.5)["links"]
+    assert links["ab"]["lag_s"] == 7.25 and links["ab"]["feed_mode"] == "sampled" and links["bc"]["lag_s"] is None
+    assert {lid: state_from_dict(raw) for lid, raw in links.items()} == states
+    assert state_from_dict({"up": True}).lag_s is None  # an older controller's directive
+    text = ControllerMetrics(ctl, clock=lambda: 0.5).exposition()[0].decode()
+    assert 'qnet_link_lag_seconds{link="ab"} 7.25' in text and 'qnet_link_lag_seconds{link="bc"}' not in text
+    for bad, why in (({"lag_s": -1}, "lag_s must be a finite number"), ({"lag_s": "late"}, "malformed"),
+                     ({"feed_mode": "quantum"}, "feed_mode must be one of photon, sampled")):
+        with pytest.raises(ControlError, match=why) as err:
+            LinkReport.from_dict({"link_id": "ab", "stored_units": 5, "key_rate_bps": 1.0, **bad})
+        assert err.value.status == 400
+
+
+def test_a_cut_parallel_link_adds_no_capacity() -> None:
+    """Admission counts only the usable links of a hop: with one of two parallel links cut, the hop
+    has half the rate (it used to count the planned rate of the cut one too)."""
+    topo = Topology(("A", "B"), (("A", "B", "one"), ("A", "B", "two")))
+    ctl = Controller(topo, saes={"SA": "A", "SB": "B"}, capacity_bps={"one": 1000.0, "two": 1000.0})
+    ctl.cut("two", 0.0)
+    with pytest.raises(ControlError, match=r"has left: 1000 of 1000 bit/s \(planned rate\)"):
+        ctl.open_session("SA", "SB", 0.0, key_rate_bps=1200)
+    ctl.restore("two", 1.0)
+    assert ctl.open_session("SA", "SB", 1.0, key_rate_bps=1200).route == ["A", "B"]

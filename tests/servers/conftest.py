@@ -1,13 +1,19 @@
 """Live KMEs for integration tests: a deployment made by ``init_deployment`` on free loopback
-ports, each KME in its own process (``python -m qnet kme serve NODE.json``), reached over mutual TLS."""
+ports, each server started by the launcher ``qnet up`` uses (:mod:`qnet.scenarios.launcher`), in its
+own process group, reached over mutual TLS.
+
+Start-up waits on readiness (a TLS request answered) within a generous deadline, scaled by the
+``QNET_TEST_TIMEOUT_SCALE`` environment variable on slow machines; whatever a test started is
+stopped by its fixture, and anything left over (a test that failed between start and stop) by the
+session's finalizer. On Linux the servers also die with the test process.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import subprocess
-import sys
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,12 +23,23 @@ from typing import Any
 import httpx
 import pytest
 
-from qnet.cli.kme import wait_for_port
 from qnet.scenarios.deploy import Deployment, init_deployment
+from qnet.scenarios.launcher import Launcher
 from qnet.scenarios.validate import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO_NODES = ROOT / "examples" / "two-nodes.yaml"
+TIMEOUT_SCALE = float(os.environ.get("QNET_TEST_TIMEOUT_SCALE", "1") or 1)
+START_TIMEOUT_S = 120.0
+"""How long a server gets to answer after it starts (before scaling)."""
+
+_LAUNCHED: list[Launcher] = []
+"""Every launcher a test made; the session's finalizer stops what they still run."""
+
+
+def scaled(seconds: float) -> float:
+    """A test deadline, scaled by ``QNET_TEST_TIMEOUT_SCALE`` (default 1)."""
+    return seconds * TIMEOUT_SCALE
 
 
 def free_ports(count: int) -> list[int]:
@@ -35,12 +52,20 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_leftover_servers() -> Iterator[None]:
+    """Whatever a test left running (it failed before its own clean-up) stops with the session."""
+    yield
+    for launcher in _LAUNCHED:
+        launcher.stop()
+
+
 @dataclass
 class LiveNet:
     """A running deployment."""
 
     dep: Deployment
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    launcher: Launcher = field(default_factory=Launcher)
 
     @property
     def root(self) -> Path:
@@ -50,46 +75,47 @@ class LiveNet:
     def ca(self) -> str:
         return str(self.root / "ca.pem")
 
+    @property
+    def procs(self) -> dict[str, Any]:
+        """name -> the server's process."""
+        return self.launcher.procs
+
     def url(self, node: str) -> str:
         return self.dep.kmes[node]
 
     def cert(self, sae: str, kind: str = "sae") -> tuple[str, str]:
         return str(self.root / kind / f"{sae}.pem"), str(self.root / kind / f"{sae}.key")
 
-    def client(self, sae: str, kind: str = "sae", **kwargs: Any) -> httpx.Client:
-        import ssl
-
+    def context(self, sae: str = "operator", kind: str = "operator") -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.ca)
         ctx.load_cert_chain(*self.cert(sae, kind))
-        return httpx.Client(verify=ctx, timeout=20, **kwargs)
+        return ctx
+
+    def client(self, sae: str, kind: str = "sae", **kwargs: Any) -> httpx.Client:
+        return httpx.Client(verify=self.context(sae, kind), timeout=20, **kwargs)
 
     def start(self, node: str, *args: str) -> None:
-        with open(self.root / f"{node}.log", "ab") as log:  # the child keeps its own descriptor
-            self.procs[node] = subprocess.Popen([sys.executable, "-m", "qnet", "kme", "serve",
-                                                 str(self.dep.configs[node]), *args], stdout=log, stderr=log)
-        port = int(self.url(node).rsplit(":", 1)[1])
-        assert wait_for_port("127.0.0.1", port, 60), (self.root / f"{node}.log").read_text()
+        """Start ``node``'s KME (logged to ``ROOT/NODE.log``) and wait until it answers."""
+        self.launcher.start_kme(node, self.dep.configs[node], *args)
+        self.launcher.wait_ready({node: self.url(node)}, context=self.context(), timeout_s=scaled(START_TIMEOUT_S))
 
     def start_controller(self) -> None:
         assert self.dep.controller_config is not None and self.dep.controller_url is not None
-        with open(self.root / "controller.log", "ab") as log:
-            self.procs["controller"] = subprocess.Popen(
-                [sys.executable, "-m", "qnet", "controller", "serve", str(self.dep.controller_config)],
-                stdout=log, stderr=log)
-        port = int(self.dep.controller_url.rsplit(":", 1)[1])
-        assert wait_for_port("127.0.0.1", port, 60), (self.root / "controller.log").read_text()
+        self.launcher.start_controller(self.dep.controller_config)
+        self.launcher.wait_ready({"controller": self.dep.controller_url}, context=self.context(),
+                                 timeout_s=scaled(START_TIMEOUT_S))
 
     def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(node)
-        os.kill(proc.pid, sig)
-        proc.wait(timeout=20)
+        """Send ``sig`` to ``node``'s process group (its feeders too) and wait until it is gone."""
+        self.launcher.kill(node, sig, timeout_s=scaled(20))
 
     def stop(self) -> None:
-        for node in list(self.procs):
-            self.kill(node, signal.SIGINT)
+        """Stop every server (SIGTERM to each group, SIGKILL what is left after the grace period)."""
+        left = self.launcher.stop()
+        assert not left, f"still running after SIGKILL: {left}"
 
     def wait_for_stock(self, master: str, slave: str, node: str, count: int, timeout_s: float = 90) -> int:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + scaled(timeout_s)
         with self.client(master) as http:
             while True:
                 stock = http.get(f"{self.url(node)}/api/v1/keys/{slave}/status").json()["stored_key_count"]
@@ -99,14 +125,24 @@ class LiveNet:
 
 
 def start_net(root: Path, *, source: dict[str, Any] | None = None, spec: Path = TWO_NODES) -> LiveNet:
-    """The controller and every KME of ``spec``, each in its own process."""
+    """The controller and every KME of ``spec``, each in its own process group, all answering; if
+    one fails to start, the others are stopped before the error propagates."""
     net = load_spec(spec)
     names = [n.name for n in net.nodes]
     ports = dict(zip([*names, "controller", "dashboard"], free_ports(len(names) + 2), strict=True))
-    live = LiveNet(init_deployment(root, net, ports=ports, source=source))
-    live.start_controller()
-    for node in names:
-        live.start(node)
+    dep = init_deployment(root, net, ports=ports, source=source)
+    assert dep.controller_config is not None and dep.controller_url is not None
+    live = LiveNet(dep, Launcher(log_dir=root))
+    _LAUNCHED.append(live.launcher)
+    try:  # all at once, then wait for them together: quicker than one by one
+        live.launcher.start_controller(dep.controller_config)
+        for node in names:
+            live.launcher.start_kme(node, dep.configs[node])
+        urls = {"controller": dep.controller_url, **dep.kmes}
+        live.launcher.wait_ready(urls, context=live.context(), timeout_s=scaled(START_TIMEOUT_S))
+    except BaseException:
+        live.launcher.stop()
+        raise
     return live
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers.conftest import LiveNet, start_net
 
@@ -81,6 +82,7 @@ def _run_clients(net: LiveNet, ledger: Ledger, count: int, seconds: float,
         t.join(timeout=60)
 
 
+@pytest.mark.slow  # a minute-long soak: .ci/run runs it after the default suite (pytest --runslow -m slow)
 def test_32_clients_for_60_seconds(tmp_path: Path) -> None:
     """No key_ID is delivered twice; every key a slave got is identical to its master's."""
     net = start_net(tmp_path, source={"kind": "prng", "max_units": 60_000})

@@ -55,7 +55,7 @@ def test_first_key_in_three_commands(tmp_path: Path) -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for_port("127.0.0.1", port_a, 60) and wait_for_port("127.0.0.1", port_a + 1, 60)
-        master = shlex.split(fetch.replace("8443", str(port_a)))
+        master = shlex.split(fetch.replace("8543", str(port_a)))
         deadline, body = time.monotonic() + 90, {}
         while time.monotonic() < deadline:  # keys arrive within seconds of the start
             out = subprocess.run(master, cwd=tmp_path, capture_output=True, text=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from qnet.keys.relay_policy import RELAY_BATCH_UNITS
 from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
-from qnet.servers.node import RELAY_BATCH_UNITS, _next_batch, _Waiting
+from qnet.servers.node import _next_batch, _Waiting
 from qnet.service.etsi014 import EncPlan
 from tests.servers.conftest import LiveNet, start_net
 
@@ -103,7 +104,7 @@ def test_concurrent_requests_share_relay_messages_and_each_gets_its_own_keys(lin
                  for n, old in zip((a, b), before[(a, b)], strict=True)]
         assert spent[0] == spent[1] and len(spent[0]) == 50, (a, b)
     ids = {slave: [k for s, got in answers if s == slave for k in got] for slave in ("SAE_G", "SAE_X")}
-    assert _dec(line, "SAE_X", ids["SAE_G"][:1])[0] == 400  # another pair's key in the same message
+    assert _dec(line, "SAE_X", ids["SAE_G"][:1])[0] == 401  # another pair's key (ETSI 014: not supplied as its slave)
     for slave, wanted in ids.items():
         status, got = _dec(line, slave, wanted)
         assert status == 200 and got == {k: mine[k] for k in wanted}

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from qnet.cli._console import console, err_console
 
+if TYPE_CHECKING:
+    from qnet.scenarios.launcher import Launcher
+
 __all__ = ["app", "wait_for_port"]
+
+PORT_HINT = ("stop that process (a qnet network: qnet down --state-dir DIR), or make this deployment on other "
+             "ports (qnet pki init DIR --base-port N)")
 
 app = typer.Typer(help="Key management entities: the ETSI GS QKD 014 key delivery servers.", no_args_is_help=True)
 
@@ -55,48 +59,89 @@ def serve(
     node: str = typer.Option(None, "--node", help="Serve only this node's KME."),
     no_links: bool = typer.Option(False, "--no-links", help="Do not start the links' key feeds."),
 ) -> None:
-    """Serve the KMEs of a deployment until Ctrl-C: each in its own process, with its SQLite store,
-    its links' simulated QKD feeds, and KM-to-KM channels to its peers.
+    """Serve the KMEs of a deployment until Ctrl-C or SIGTERM: each in its own process, with its
+    SQLite store, its links' simulated QKD feeds, and KM-to-KM channels to its peers.
 
     Example:  qnet pki init demo && qnet kme serve demo
     """
+    from qnet.scenarios.launcher import die_with_parent
+
+    die_with_parent()  # started by qnet up (or the tests): end with it, even when it is killed
     configs = _configs(target, node)
     if len(configs) == 1:
         _serve_one(configs[0], feeders=not no_links)
         return
-    procs = [subprocess.Popen([sys.executable, "-m", "qnet", "kme", "serve", str(c), *(["--no-links"] * no_links)])
-             for c in configs]
     controller = target / "controller" / "controller.json"
-    if target.is_dir() and node is None and controller.exists():
-        procs.append(subprocess.Popen([sys.executable, "-m", "qnet", "controller", "serve", str(controller)]))
-    try:
-        for proc in procs:
-            proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    _serve_many(configs, controller if target.is_dir() and node is None and controller.exists() else None,
+                no_links=no_links)
+
+
+def _serve_many(configs: list[Path], controller: Path | None, *, no_links: bool) -> None:
+    """Each KME (and the controller) in a child process of its own, through the launcher; all stop
+    together on Ctrl-C or SIGTERM."""
+    import json
+
+    from qnet.errors import QNetError
+    from qnet.scenarios.launcher import Interrupted, Launcher, check_ports, stop_on_signals
+
+    ports: dict[str, tuple[str, int]] = {}
+    for path in configs:
+        cfg = json.loads(path.read_text())
+        ports[f"KME of {cfg.get('kme_id', path.stem)}"] = (cfg.get("host", "127.0.0.1"), int(cfg["port"]))
+    if controller is not None:
+        cfg = json.loads(controller.read_text())
+        ports["controller"] = (cfg.get("host", "127.0.0.1"), int(cfg["port"]))
+        if cfg.get("dashboard_port"):
+            ports["dashboard"] = ("127.0.0.1", int(cfg["dashboard_port"]))
+    check_ports(ports, hint=PORT_HINT)
+    launcher = Launcher()
+    early: dict[str, int] = {}
+    with stop_on_signals() as guard:
+        try:
+            for path in configs:
+                launcher.start_kme(path.stem, path, *(["--no-links"] * no_links))
+            if controller is not None:
+                launcher.start_controller(controller)
+            _wait_all(launcher)
+        except Interrupted:
+            pass
+        finally:
+            guard.quiet()
+            early = launcher.exited()  # before the stop: what ended on its own
+            left = launcher.stop()
+    if left:
+        raise QNetError(f"could not stop: {', '.join(left)} still running")
+    failed = [name for name, code in early.items() if code != 0]
+    if failed:
+        raise QNetError(f"exited with an error: {', '.join(failed)} (see the messages above)")
+
+
+def _wait_all(launcher: Launcher) -> None:
+    """Until every server has exited; say which exits on its own."""
+    reported: set[str] = set()
+    while len(reported) < len(launcher.procs):
+        for name, code in launcher.exited().items():
+            if name not in reported:
+                reported.add(name)
+                err_console.print(f"the {escape(launcher.what[name])} exited ({code})")
+        time.sleep(0.3)
 
 
 def _serve_one(path: Path, *, feeders: bool) -> None:
     import logging
 
+    from qnet.scenarios.launcher import check_ports
     from qnet.servers.config import load_config
     from qnet.servers.kme import serve as run_server
     from qnet.servers.node import KmeNode
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = load_config(path)
+    check_ports({f"KME of {config.kme_id}": (config.host, config.port)}, hint=PORT_HINT)  # before opening anything
     node = KmeNode(config, path.resolve())
     console.print(f"KME {escape(config.kme_id)}: https://{config.host}:{config.port}  "
                   f"(ETSI GS QKD 014 at /api/v1/keys, OpenAPI at /openapi.json; Ctrl-C stops)", highlight=False)
     try:
-        run_server(node, feeders=feeders)
+        run_server(node, feeders=feeders)  # a port in use raises PortInUseError before anything starts
     except KeyboardInterrupt:
         err_console.print(f"KME {escape(config.kme_id)} stopped")

@@ -167,8 +167,9 @@ def _print_report(r: dict[str, Any]) -> None:
         ("sifted key bits", f"{r['sifted_bits']:,}"),
         ("QBER (measured / estimated)", f"{r['qber']:.3%} / {r['qber_estimate']:.3%}"),
         ("leak_EC (bits)", f"{r['leak_ec']:,}"),
-        (f"{r['reconciler']} efficiency f", "-" if r["ec_efficiency"] is None else f"{r['ec_efficiency']:.3f}"),
-        ("frame error rate", f"{r['frames_failed']}/{r['frames']} = {r['frame_error_rate']:.3g}"),
+        (f"{r['reconciler']} efficiency f", _finite_or(r["ec_efficiency"], ".3f", "n/a (no block reconciled)")),
+        ("frame error rate", f"{r['frames_failed']}/{r['frames']} = {r['frame_error_rate']:.3g}" if r["frames"]
+         else "n/a (no frame reconciled)"),
         ("final key bits", f"{r['final_bits']:,}"),
         ("net of authentication", f"{r['net_bits']:,}"),
         ("secret fraction (bits/pulse)", f"{r['secret_fraction']:.4g}"),
@@ -181,6 +182,12 @@ def _print_report(r: dict[str, Any]) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+
+
+def _finite_or(value: float | None, spec: str, missing: str) -> str:
+    """``value`` formatted with ``spec``, or ``missing`` for None or a non-finite number (an
+    eavesdropper can abort every block before reconciliation, which leaves f undefined)."""
+    return format(value, spec) if value is not None and math.isfinite(value) else missing
 
 
 def _simulate_cv(distance_km: float, symbols: int, overrides: dict[str, Any], seed: int, as_json: bool) -> None:

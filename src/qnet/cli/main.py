@@ -12,16 +12,14 @@ from rich.markup import escape
 from qnet import __version__
 from qnet.cli import audit, controller, keyrate, kme, link, pki, simulate, up, validate
 from qnet.cli._console import err_console
+from qnet.cli._help import TOP_HELP, plain_flags
 from qnet.errors import QNetError
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="qnet",
-    help=(
-        "qnet: a quantum network stack. Plan QKD links from physics, validate network specs.\n\n"
-        "Start with:  qnet keyrate --spec examples/tokyo-qkd-network.yaml"
-    ),
+    help=TOP_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,23 +41,29 @@ def _root(
     """qnet command line."""
 
 
-app.command(name="validate")(validate.validate)
-app.command(name="keyrate")(keyrate.keyrate)
-app.add_typer(link.app, name="link")
-app.add_typer(pki.app, name="pki")
-app.add_typer(kme.app, name="kme")
-app.add_typer(controller.app, name="controller")
-app.add_typer(audit.app, name="audit")
-app.command(name="up")(up.up)
-app.command(name="down")(up.down)
-app.command(name="simulate")(simulate.simulate)
+# one line each in the top-level list (each command's own --help has the whole text)
+app.command(name="validate", short_help="Check a spec file: fields, names, links, parameters, demands.")(
+    validate.validate)
+app.command(name="keyrate", short_help="Secret-key rate against fibre length, from published physics.")(
+    keyrate.keyrate)
+app.command(name="simulate", short_help="Simulate days of a network in seconds: pools, faults, re-routes.")(
+    simulate.simulate)
+app.command(name="up", short_help="Start a network live: KMEs, links, controller, dashboard.")(up.up)
+app.command(name="down", short_help="Stop the network that `qnet up --state-dir DIR` runs.")(up.down)
+app.add_typer(link.app, name="link", short_help="Simulated QKD links: photons, post-processing, keys.")
+app.add_typer(pki.app, name="pki", short_help="A local CA and certificates for mutual TLS.")
+app.add_typer(kme.app, name="kme", short_help="Key managers: the ETSI GS QKD 014 key delivery servers.")
+app.add_typer(controller.app, name="controller", short_help="The controller: links, alarms, sessions, routes.")
+app.add_typer(audit.app, name="audit", short_help="The key-supply audit log: verify it, report consumption.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_group(app)
+    plain_flags(command)
     try:
-        status = app(args=args, prog_name="qnet", standalone_mode=False)
+        status = command.main(args=args, prog_name="qnet", standalone_mode=False)
     except QNetError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 1

@@ -25,7 +25,9 @@ def simulate(
                                        help="The controller's period (and the model's step)."),
     out: Path = typer.Option(None, "--out", help="Write report.md and its PNGs here [default: simulate-NAME]."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (no report files)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="The seed of every random stream."),
+    seed: int = typer.Option(0, "--seed", min=0,
+                             help="The seed of every random stream (each link's key supply and each demand's "
+                                  "requests are Poisson about their means): the same seed gives the same report."),
     sweep: str = typer.Option(None, "--sweep", metavar="NAME=V1,V2,...",
                               help="Run one simulation per value on Dask: demand_scale, rate_scale or "
                                    "control_period_s."),
@@ -62,11 +64,11 @@ def simulate(
     if as_json:
         console.print_json(to_json(result.as_dict()))
         return
-    from qnet.scenarios.simreport import write_report
+    from qnet.scenarios.simreport import CSV_FILES, FIGURES, write_report
 
     path = write_report(result, out or Path(f"simulate-{_slug(spec.name)}"))
     _print(result)
-    console.print(f"report: {path}  (with pools.png, delivered.png, blocking.png, routes.png)", highlight=False)
+    console.print(f"report: {path}  (with {', '.join(FIGURES + CSV_FILES)})", highlight=False)
 
 
 def _slug(name: str) -> str:
@@ -74,6 +76,8 @@ def _slug(name: str) -> str:
 
 
 def _run(spec: Any, duration_s: float, period_s: float, seed: int, *, quiet: bool) -> Any:
+    import time
+
     from qnet.scenarios.simulate import link_qbers, link_rates
     from qnet.scenarios.simulate import simulate as run
 
@@ -81,15 +85,20 @@ def _run(spec: Any, duration_s: float, period_s: float, seed: int, *, quiet: boo
                TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=quiet) as bar:
         task = bar.add_task("link physics", total=1)
+        started = time.perf_counter()
         rates, qbers = link_rates(spec), link_qbers(spec)
+        planning_s = time.perf_counter() - started
         bar.update(task, description=f"simulating {duration_s / 3600:g} h", total=duration_s, completed=0)
-        return run(spec, duration_s, control_period_s=period_s, rates=rates, qbers=qbers, seed=seed,
-                   progress=lambda t: bar.update(task, completed=t))
+        result = run(spec, duration_s, control_period_s=period_s, rates=rates, qbers=qbers, seed=seed,
+                     progress=lambda t: bar.update(task, completed=t))
+    result.planning_s = planning_s
+    return result
 
 
 def _print(result: Any) -> None:
-    table = Table(title=f"{result.network}: {result.duration_s / 3600:g} h in {result.wall_s:.1f} s",
-                  title_justify="left")
+    table = Table(title=f"{result.network}: {result.duration_s / 3600:g} h in "
+                        f"{result.planning_s + result.wall_s:.1f} s ({result.planning_s:.1f} s planning the links, "
+                        f"{result.wall_s:.1f} s simulating; seed {result.seed})", title_justify="left")
     for col in ("demand", "asked bit/s", "delivered bit/s", "blocking", "reroutes", "route"):
         table.add_column(col, justify="right" if "bit" in col or col in ("blocking", "reroutes") else "left")
     for d in result.demands:

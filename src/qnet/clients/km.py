@@ -44,7 +44,7 @@ class KmClient:
             PeerError: on a network error or a non-200 answer.
         """
         try:
-            response = self._http.post(self.url, content=envelope, headers=_JSON)
+            response = self._http.post(self.url, content=envelope, headers=_JSON, timeout=_timeout(envelope))
         except httpx.HTTPError as exc:
             raise PeerError(f"peer unreachable: {exc}") from None
         return _reply(response)
@@ -68,7 +68,7 @@ class AsyncKmClient:
             PeerError: on a network error or a non-200 answer.
         """
         try:
-            response = await self._http.post(self.url, content=envelope, headers=_JSON)
+            response = await self._http.post(self.url, content=envelope, headers=_JSON, timeout=_timeout(envelope))
         except httpx.HTTPError as exc:
             raise PeerError(f"peer unreachable: {exc}") from None
         return _reply(response)
@@ -79,6 +79,13 @@ class AsyncKmClient:
 
 
 _JSON = {"content-type": "application/json"}
+
+
+def _timeout(envelope: bytes, base_s: float = 5.0) -> float:
+    """How long to wait for the peer's answer: ``base_s``, and a second more per 100 kB, since the
+    peer applies a message's units in one transaction (an assign for 1024 keys of 8192 bits names
+    32,768 units, 1.2 MB): a slow answer to a large message is not an unreachable peer."""
+    return base_s + len(envelope) / 1e5
 
 
 def _reply(response: httpx.Response) -> dict[str, Any]:

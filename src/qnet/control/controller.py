@@ -10,7 +10,9 @@ It also holds:
 - **session control** for SAE pairs, after ETSI GS QKD 004 (OPEN_CONNECT / GET_KEY / CLOSE): a
   session has a Key_stream_ID, a QoS (key rate, priority) and a route; opening one checks access
   control and policy and admits it only if the links along its route have the rate to spare after
-  sessions of equal or higher priority; a higher-priority session pre-empts lower ones;
+  sessions of equal or higher priority; a higher-priority session pre-empts lower ones. The rate
+  of a link is what its ends measure (the smaller end's report) once they have reported for
+  ``measure_s``, and the planned rate before; the admission and the refusal say which they used;
 - **re-routing**: each control period, a session whose route crosses a link that is down, alarmed
   (QBER above threshold, pool below its low-water mark) or silent gets a new route.
 
@@ -26,12 +28,38 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
-from qnet.control.routing import Cost, LinkState, NoRouteError, RoutePolicy, Router, Topology, hop_cost
+from qnet.control.routing import (
+    Cost,
+    FeedModeName,
+    LinkState,
+    NoRouteError,
+    RoutePolicy,
+    Router,
+    Topology,
+    hop_cost,
+    usable_link,
+)
 from qnet.errors import QNetError
 
-__all__ = ["ControlError", "ControlEvent", "Controller", "LinkReport", "Session"]
+__all__ = ["FEED_MODES", "ControlError", "ControlEvent", "Controller", "LinkReport", "RateBasis", "Session",
+           "state_from_dict"]
+
+FEED_MODES: tuple[FeedModeName, ...] = ("photon", "sampled")
+"""The feed modes a link report may name (``qnet.quantum.link.FeedMode``'s values)."""
+
+
+class RateBasis(StrEnum):
+    """Which link rates an admission was checked against."""
+
+    MEASURED = "measured"
+    """What the links' ends reported, once they had reported for the controller's ``measure_s``."""
+    PLANNED = "planned"
+    """The planned rates (``capacity_bps``): no measurement yet."""
+    MIXED = "measured and planned"
+    """Measured on some links of the route, planned on the others."""
 
 
 class ControlError(QNetError):
@@ -51,22 +79,30 @@ class LinkReport:
     key_rate_bps: float
     qber: float | None = None
     up: bool = True
+    lag_s: float | None = None
+    """How far the link's key feed is behind real time (s); None: not known (older KMEs)."""
+    feed_mode: FeedModeName | None = None
+    """``photon`` or ``sampled`` (the feed fell behind and samples block statistics); None: not known."""
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> LinkReport:
-        """From a JSON report.
+        """From a JSON report (``qber``, ``up``, ``lag_s`` and ``feed_mode`` may be missing or null).
 
         Raises:
             ControlError: 400 naming the bad field.
         """
         try:
-            qber = raw.get("qber")
+            qber, lag, mode = raw.get("qber"), raw.get("lag_s"), raw.get("feed_mode")
             report = cls(str(raw["link_id"]), int(raw["stored_units"]), float(raw["key_rate_bps"]),
-                         None if qber is None else float(qber), bool(raw.get("up", True)))
+                         None if qber is None else float(qber), bool(raw.get("up", True)),
+                         None if lag is None else float(lag), _feed_mode(mode))
         except (KeyError, TypeError, ValueError) as exc:
             raise ControlError(400, f"malformed link report: {exc!r}") from None
         if report.stored_units < 0 or not report.key_rate_bps >= 0 or not 0 <= (report.qber or 0) <= 1:
             raise ControlError(400, f"link report out of range for {report.link_id}")
+        if report.lag_s is not None and not 0 <= report.lag_s < math.inf:
+            raise ControlError(400, f"link report for {report.link_id}: lag_s must be a finite number >= 0, "
+                                    f"got {report.lag_s!r}")
         return report
 
 
@@ -101,12 +137,15 @@ class Session:
     reroutes: int = 0
     moved_s: float = -math.inf
     """When its route last changed."""
+    admitted_against: RateBasis = RateBasis.PLANNED
+    """The link rates its admission was checked against."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
         return {"Key_stream_ID": self.key_stream_id, "source": self.source, "destination": self.destination,
                 "QoS": {"key_rate_bps": self.key_rate_bps, "priority": self.priority},
-                "route": self.route, "opened_s": self.opened_s, "reroutes": self.reroutes}
+                "route": self.route, "opened_s": self.opened_s, "reroutes": self.reroutes,
+                "admitted_against": self.admitted_against.value}
 
 
 @dataclass
@@ -114,6 +153,8 @@ class _Link:
     ends: tuple[str, str]
     capacity_bps: float
     reports: dict[str, tuple[LinkReport, float]] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
+    """Per end: when its current run of reports (none missed for ``silence_s``) began."""
     cut: bool = False
     eavesdropper: bool = False
     alarms: set[str] = field(default_factory=set)
@@ -128,25 +169,30 @@ class Controller:
         policy: route limits (max hops, excluded nodes, minimum key rate).
         saes: SAE_ID -> node.
         access: SAE_ID -> SAEs it may share keys with (an SAE not named may pair with any).
-        capacity_bps: planned key rate per link_id (admission control), half for each direction (each end
-            spends the half of the units it owns on what it sends); missing: unlimited.
+        capacity_bps: planned key rate per link_id (admission control), shared by both directions (the
+            ends hand each other unused units); missing: unlimited.
         control_period_s: how often key managers report.
         silence_s: a link whose key managers have not reported for this long counts as down
             (3 control periods if None; ``math.inf`` for a simulator that reports only changes).
         qber_threshold: QBER above which a link's alarm trips.
         low_water_units: stored units below which a link counts as running low.
-        cost: route cost callable.
+        cost: route cost callable (``None`` hides a link).
+        measure_s: how long a link's ends must have reported before admission trusts their
+            measured key rate over the planned one (the KMEs' rate window: 60 s).
     """
 
     def __init__(self, topology: Topology, policy: RoutePolicy | None = None, *,
                  saes: Mapping[str, str] | None = None, access: Mapping[str, Sequence[str]] | None = None,
                  capacity_bps: Mapping[str, float] | None = None, control_period_s: float = 1.0,
                  qber_threshold: float = 0.11, low_water_units: int = 0, cost: Cost = hop_cost,
-                 silence_s: float | None = None) -> None:
+                 silence_s: float | None = None, measure_s: float = 60.0) -> None:
         self.topology, self.router = topology, Router(topology, policy, cost)
         self.saes, self.access = dict(saes or {}), {s: frozenset(p) for s, p in (access or {}).items()}
         self.period_s, self.qber_threshold, self.low_water_units = control_period_s, qber_threshold, low_water_units
         self.silence_s = 3 * control_period_s if silence_s is None else silence_s
+        if not measure_s >= 0:
+            raise ValueError(f"measure_s must be >= 0 seconds, got {measure_s!r}")
+        self.measure_s = measure_s
         self.dwell_s = 30 * control_period_s
         """How long a session stays on its route before a low pool may move it."""
         caps = capacity_bps or {}
@@ -181,7 +227,11 @@ class Controller:
             if link is None or node not in link.ends:
                 raise ControlError(400, f"link {rep.link_id!r} is not a link of node {node!r}")
         for rep in reports:
-            self.links[rep.link_id].reports[node] = (rep, now_s)
+            link = self.links[rep.link_id]
+            last = link.reports.get(node)
+            if last is None or now_s - last[1] > self.silence_s:
+                link.since[node] = now_s
+            link.reports[node] = (rep, now_s)
         self._version += 1
         self._heard[node] = now_s
         if node in self._silent:
@@ -239,10 +289,14 @@ class Controller:
         if not fresh:  # its key managers fell silent
             return LinkState(up=False, stored_units=0, key_rate_bps=0.0, alarm=bool(link.alarms))
         qbers = [r.qber for r in fresh if r.qber is not None]
+        lags = [r.lag_s for r in fresh if r.lag_s is not None]
+        modes = {r.feed_mode for r in fresh if r.feed_mode is not None}
         return LinkState(up=not link.cut and all(r.up for r in fresh) and len(fresh) == len(link.reports),
                          stored_units=min(r.stored_units for r in fresh),
                          key_rate_bps=min(r.key_rate_bps for r in fresh),
-                         qber=max(qbers) if qbers else 0.0, alarm=bool(link.alarms))
+                         qber=max(qbers) if qbers else 0.0, alarm=bool(link.alarms),
+                         lag_s=max(lags) if lags else None,
+                         feed_mode="sampled" if "sampled" in modes else "photon" if modes else None)
 
     def _check_alarms(self, now_s: float) -> None:
         """QBER above threshold; pool running low: below the low-water mark and falling (a pool
@@ -348,10 +402,15 @@ class Controller:
                      priority: int = 0, key_stream_id: str | None = None) -> Session:
         """OPEN_CONNECT: admit a key stream from SAE ``source`` to SAE ``destination``.
 
+        Admission checks the demand against each hop's rate (:meth:`admission_rate_bps`: measured
+        once the link's ends have reported for ``measure_s``, planned before); the session's
+        ``admitted_against`` and its ``session-open`` event say which, and a refusal names the hop,
+        the figures and which rates they are.
+
         Raises:
             ControlError: 401 for an unknown SAE or an access-control refusal; 409 for a duplicate
                 Key_stream_ID; 503 if no route satisfies the policy or the demand exceeds what its
-                route has left (the message names the link and the figures).
+                route has left (the message names the link, the figures and their basis).
         """
         ksid = key_stream_id or str(uuid.uuid4())
         if ksid in self.sessions:
@@ -370,7 +429,8 @@ class Controller:
             self._event(now_s, "session-preempted", victim.key_stream_id, "minor",
                         f"{victim.source}->{victim.destination} pre-empted by priority {priority}")
         self.sessions[ksid] = session
-        self._event(now_s, "session-open", ksid, "info", f"{source}->{destination} over {' -> '.join(route)}")
+        self._event(now_s, "session-open", ksid, "info", f"{source}->{destination} over {' -> '.join(session.route)} "
+                                                         f"(admitted against {session.admitted_against} rates)")
         return session
 
     def close_session(self, key_stream_id: str, now_s: float) -> Session:
@@ -394,6 +454,21 @@ class Controller:
         if session is None:
             raise ControlError(404, f"no open session with Key_stream_ID {key_stream_id}")
         return session
+
+    def admission_rate_bps(self, link_id: str, now_s: float) -> tuple[float, RateBasis]:
+        """The key rate admission counts on for a link (both directions together), and which it is:
+        what its ends measure (the smaller end's report) once every end heard from has reported for
+        ``measure_s`` with no gap longer than ``silence_s``; the planned rate before
+        (``capacity_bps``; unlimited if none was planned).
+
+        Raises:
+            ControlError: 404 for an unknown link.
+        """
+        link = self._link(link_id)
+        fresh = [(node, rep) for node, (rep, at) in link.reports.items() if now_s - at <= self.silence_s]
+        if fresh and all(now_s - link.since[node] >= self.measure_s for node, _ in fresh):
+            return min(rep.key_rate_bps for _, rep in fresh), RateBasis.MEASURED
+        return link.capacity_bps, RateBasis.PLANNED
 
     def reroute(self, now_s: float) -> list[Session]:
         """Move sessions off troubled routes; returns the sessions that moved.
@@ -425,19 +500,18 @@ class Controller:
         return moved
 
     def _trouble(self, route: Sequence[str], states: Mapping[str, LinkState]) -> str | None:
-        """"hard" if a hop has no link that is up and free of a QBER alarm or a relay node is drained,
-        "soft" if every usable link of some hop runs low, else None."""
-        if self.drained & set(route[1:-1]):
+        """"hard" if the route is not usable even counting pool-low links as fine (a relay drained or
+        excluded, or a hop with no usable link free of a QBER alarm), "soft" if it is usable only
+        through links whose pools run low, else None (:meth:`Router.usable`: one definition)."""
+        if not self.router.usable(route, self._qber_view(states), avoid_nodes=self.drained):
             return "hard"
-        worst = None
-        for a, b in itertools.pairwise(route):
-            ids = [i for i in self.topology.links_between(a, b)
-                   if states[i].up and "qber-high" not in self.links[i].alarms]
-            if not ids:
-                return "hard"
-            if all(self.links[i].alarms for i in ids):
-                worst = "soft"
-        return worst
+        return None if self.router.usable(route, states, avoid_nodes=self.drained) else "soft"
+
+    def _qber_view(self, states: Mapping[str, LinkState]) -> dict[str, LinkState]:
+        """``states`` with only QBER alarms counted as alarms (a low pool is a reason to move, not a
+        reason to drop the route at once)."""
+        return {lid: replace(st, alarm="qber-high" in self.links[lid].alarms) if st.alarm else st
+                for lid, st in states.items()}
 
     def _session_nodes(self, source: str, destination: str) -> tuple[str, str]:
         nodes = []
@@ -460,38 +534,57 @@ class Controller:
             ControlError: the best route's refusal, if none fits.
         """
         try:
-            return session, self._admit(session)
+            return self._admit(session, now_s)
         except ControlError as first:
-            for route in self.router.alternatives(*session.nodes, self.states(now_s), limit=4)[1:]:
-                candidate = replace(session, route=route)
+            routes = self.router.alternatives(*session.nodes, self.states(now_s), limit=4, avoid_nodes=self.drained)
+            for route in routes:
+                if route == session.route:
+                    continue
                 try:
-                    return candidate, self._admit(candidate)
+                    return self._admit(replace(session, route=route), now_s)
                 except ControlError:
                     continue
             raise first from None
 
-    def _admit(self, new: Session) -> list[Session]:
-        """The lower-priority sessions to pre-empt so that ``new`` fits on its route.
+    def _admit(self, new: Session, now_s: float) -> tuple[Session, list[Session]]:
+        """``new`` with the rates it was admitted against, and the lower-priority sessions to pre-empt
+        so that it fits on its route.
 
         Raises:
             ControlError: 503 if it does not fit even so.
         """
         victims: list[Session] = []
+        bases: set[RateBasis] = set()
         for a, b in itertools.pairwise(new.route):
-            # each end owns half of a link's units and spends them on what it sends: a -> b gets half
-            capacity = sum(self.links[i].capacity_bps for i in self.topology.links_between(a, b)) / 2
-            others = [s for s in self.sessions.values() if _crosses(s.route, a, b) and s not in victims]
+            capacity, basis = self._hop_rate_bps(a, b, now_s)
+            bases.add(basis)
+            others = [s for s in self.sessions.values()
+                      if (_crosses(s.route, a, b) or _crosses(s.route, b, a)) and s not in victims]
             kept = sum(s.key_rate_bps for s in others if s.priority >= new.priority)
             if kept + new.key_rate_bps > capacity:
                 raise ControlError(503, f"demand of {new.key_rate_bps:.6g} bit/s exceeds what hop {a}-{b} has left: "
-                                        f"{max(capacity - kept, 0.0):.6g} of {capacity:.6g} bit/s")
+                                        f"{max(capacity - kept, 0.0):.6g} of {capacity:.6g} bit/s "
+                                        f"({basis} rate)")
             used = sum(s.key_rate_bps for s in others)
             for s in sorted((s for s in others if s.priority < new.priority), key=lambda s: s.priority):
                 if used + new.key_rate_bps <= capacity:
                     break
                 victims.append(s)
                 used -= s.key_rate_bps
-        return victims
+        basis = bases.pop() if len(bases) == 1 else RateBasis.MIXED if bases else RateBasis.PLANNED
+        return replace(new, admitted_against=basis), victims
+
+    def _hop_rate_bps(self, a: str, b: str, now_s: float) -> tuple[float, RateBasis]:
+        """What the sessions crossing ``a``-``b`` (either way) may use together: the admission rate of
+        each usable link between them (the ends hand each other the units they do not use, so one
+        direction may have the whole link), and its basis."""
+        states = self.states(now_s)
+        ids = [i for i in self.topology.links_between(a, b)
+               if usable_link(states[i], self.router.policy, alarmed_ok=True)]
+        rates = [self.admission_rate_bps(i, now_s) for i in ids]
+        bases = {basis for _, basis in rates}
+        basis = bases.pop() if len(bases) == 1 else RateBasis.MIXED if bases else RateBasis.PLANNED
+        return sum(rate for rate, _ in rates), basis
 
     def _event(self, now_s: float, kind: str, place: str, severity: str, detail: str) -> None:
         event = ControlEvent(now_s, kind, place, severity, detail)
@@ -509,15 +602,31 @@ def _crosses(route: Sequence[str], a: str, b: str) -> bool:
     return any((x, y) == (a, b) for x, y in itertools.pairwise(route))
 
 
+def _feed_mode(raw: object) -> FeedModeName | None:
+    """A report's ``feed_mode``: None, or one of :data:`FEED_MODES`.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if raw is None:
+        return None
+    for mode in FEED_MODES:
+        if raw == mode:
+            return mode
+    raise ValueError(f"feed_mode must be one of {', '.join(FEED_MODES)} or null, got {raw!r}")
+
+
 def _state_dict(state: LinkState) -> dict[str, Any]:
     rate = state.key_rate_bps
     return {"up": state.up, "stored_units": state.stored_units, "key_rate_bps": rate if math.isfinite(rate) else None,
-            "qber": state.qber, "alarm": state.alarm}
+            "qber": state.qber, "alarm": state.alarm, "lag_s": state.lag_s, "feed_mode": state.feed_mode}
 
 
 def state_from_dict(raw: Mapping[str, Any]) -> LinkState:
-    """A link state from a controller's directive (the key manager's side)."""
-    rate = raw.get("key_rate_bps")
+    """A link state from a controller's directive (the key manager's side); ``lag_s`` and
+    ``feed_mode`` may be missing (an older controller) and an unknown feed mode reads as None."""
+    rate, lag, mode = raw.get("key_rate_bps"), raw.get("lag_s"), raw.get("feed_mode")
     return replace(LinkState(), up=bool(raw.get("up", True)), stored_units=int(raw.get("stored_units", 0)),
                    key_rate_bps=math.inf if rate is None else float(rate), qber=float(raw.get("qber", 0.0)),
-                   alarm=bool(raw.get("alarm", False)))
+                   alarm=bool(raw.get("alarm", False)), lag_s=None if lag is None else float(lag),
+                   feed_mode=mode if mode in FEED_MODES else None)

@@ -12,6 +12,11 @@ Messages to the peer (bodies; the envelope is signed and replay-checked, ``qnet.
   and whether in the same order; held units become servable, units one end lacks are discarded at
   both ends (each end decides from the same answer), so a mismatch is repaired, never served.
 - ``relay``: one hop of a key relayed through trusted nodes (:mod:`qnet.keys.relay`).
+- ``cede``: "these units of mine are yours now" (queued in the outbox, sent in a ``batch``): each
+  sync message and answer carries the sender's stock (the units it owns, confirmed or not), and an
+  end holding more than twice the other's hands over half the difference (:func:`cede_count`), so
+  what one direction of a link does not use becomes available to the other; a one-way demand gets
+  the link's whole key rate.
 
 Two nodes may share several QKD links (the Tokyo QKD Network had three between Koganei and
 Otemachi): each link keeps its own units and synchronisation, and a key for the pair comes from
@@ -21,6 +26,7 @@ the link with the most key in store.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -31,12 +37,36 @@ from qnet.keys import relay
 from qnet.keys.store import DeliveredKey, KeyStore, StoreError
 from qnet.security.envelope import WINDOW_S, EnvelopeError, Opened
 
-__all__ = ["Event", "KeyManager", "LinkInfo"]
+__all__ = ["Event", "KeyManager", "LinkInfo", "cede_count"]
 
 log = logging.getLogger("qnet.keys")
 
 SYNC_GRACE_S = 30.0
 """How long a unit may wait for its twin at the other end before sync discards it."""
+PROBE_PERIOD_S = 1.0
+"""With nothing to offer, a sync message still goes this often: it carries this end's stock."""
+CEDE_MIN_UNITS = 64
+"""No hand-over for less than this (a message per unit would cost more than it brings)."""
+CEDE_MAX_UNITS = 4096
+"""At most this many units per hand-over message."""
+APPLY_CHUNK_UNITS = 2048
+"""Units of a batch applied per transaction (SQLite has one writer: others wait behind each)."""
+CEDE_PERIOD_S = 2.0
+"""At most one hand-over per link in this long (the peer's stock seen meanwhile is stale)."""
+
+
+def cede_count(mine: int, theirs: int) -> int:
+    """How many of its servable units an end holding ``mine`` hands to a peer holding ``theirs``:
+    half the difference, when it holds more than twice the peer's (and :data:`CEDE_MIN_UNITS` more);
+    at most :data:`CEDE_MAX_UNITS`.
+
+    Examples:
+        >>> cede_count(1000, 0), cede_count(1000, 500), cede_count(100, 0), cede_count(10**6, 0)
+        (500, 0, 50, 4096)
+    """
+    if mine < 2 * theirs + CEDE_MIN_UNITS:
+        return 0
+    return min((mine - theirs) // 2, CEDE_MAX_UNITS)
 
 
 @dataclass(frozen=True)
@@ -85,6 +115,8 @@ class KeyManager:
         self.out_of_service: set[str] = set()
         """link_ids the controller took out of service (cut): no keys are served or relayed over them."""
         self._low: set[str] = set()
+        self._synced: dict[str, float] = {}
+        self._ceded: dict[str, float] = {}
         self.notify_peer: Callable[[str, int], None] = lambda peer, message_id: None
 
     # -- what the ETSI 014 service asks -------------------------------------------------------------
@@ -177,14 +209,7 @@ class KeyManager:
             raise EnvelopeError(f"no link {msg.body.get('link_id')!r} with {msg.sender!r}")
         if kind in ("assign", "batch"):
             subs = msg.body.get("messages", []) if kind == "batch" else [msg.body]
-            with self.store.transaction() as conn:
-                if not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
-                    raise EnvelopeError(f"replayed message from {msg.sender!r}")
-                for sub in subs:
-                    sub_link = self.by_id.get(str(sub.get("link_id")))
-                    if sub.get("type") != "assign" or sub_link is None or sub_link.peer != msg.sender:
-                        raise EnvelopeError("a batch holds only assign messages of links with its sender")
-                    self.store.assign(conn, msg.sender, sub["groups"], sub["master"], sub["slaves"])
+            self._apply_batch(msg, [(self._sub_link(msg, sub), sub) for sub in subs])
             self.assigned()
             return {"ok": True, "applied": len(subs)}
         if kind == "sync":
@@ -195,8 +220,41 @@ class KeyManager:
             if answer["discarded"] or not answer["in_order"]:
                 self.event("sync-mismatch", f"link {link.link_id}: {len(answer['discarded'])} unit(s) discarded, "
                                             f"order {'kept' if answer['in_order'] else 'differs'}")
-            return answer
+            self.rebalance(link.link_id, msg.body.get("stock"))
+            return {**answer, "stock": self.store.owned(link.link_id)}
         raise EnvelopeError(f"unknown message type {kind!r}")
+
+    def _sub_link(self, msg: Opened, sub: dict[str, Any]) -> LinkInfo:
+        """The link of one message of a batch (only assign and cede, only on links with its sender).
+
+        Raises:
+            EnvelopeError: otherwise (before anything is applied).
+        """
+        link = self.by_id.get(str(sub.get("link_id")))
+        if sub.get("type") not in ("assign", "cede") or link is None or link.peer != msg.sender:
+            raise EnvelopeError("a batch holds only assign and cede messages of links with its sender")
+        return link
+
+    def _apply_batch(self, msg: Opened, subs: Sequence[tuple[LinkInfo, dict[str, Any]]]) -> None:
+        """Apply a batch's assign and cede messages, :data:`APPLY_CHUNK_UNITS` units per transaction
+        (the first also records the nonce), so that a large one (1024 keys of 8192 bits: 32,768
+        units, seconds of SQLite's single writer) lets the other requests' transactions in between.
+        Each piece is idempotent, so a batch cut short by a crash is completed by the resend.
+
+        Raises:
+            EnvelopeError: if the message is a replay (nothing changes).
+            StoreError: if a piece cannot be applied (the pieces before it stay applied).
+        """
+        chunks = _chunks([piece for link, sub in subs for piece in _pieces(link, sub)], APPLY_CHUNK_UNITS) or [[]]
+        for i, chunk in enumerate(chunks):
+            with self.store.transaction() as conn:
+                if i == 0 and not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
+                    raise EnvelopeError(f"replayed message from {msg.sender!r}")
+                for link, sub, _ in chunk:
+                    if sub["type"] == "cede":
+                        self.store.take_over(conn, msg.sender, link.link_id, sub["units"])
+                    else:
+                        self.store.assign(conn, msg.sender, sub["groups"], sub["master"], sub["slaves"])
 
     # -- key relay -------------------------------------------------------------------------------------
 
@@ -250,10 +308,30 @@ class KeyManager:
     # -- what this end sends ---------------------------------------------------------------------------
 
     def sync_offer(self, link_id: str) -> dict[str, Any] | None:
-        """The next sync message for a link's peer, or None when every unit is confirmed."""
-        link = self.by_id[link_id]
+        """The next sync message for a link's peer (with this end's stock), or None when every unit is
+        confirmed and the last message went less than :data:`PROBE_PERIOD_S` ago."""
+        link, now = self.by_id[link_id], self.clock()
         offered = self.store.unconfirmed(link.link_id)
-        return {"type": "sync", "link_id": link.link_id, "offered": offered} if offered else None
+        if not offered and now - self._synced.get(link_id, -math.inf) < PROBE_PERIOD_S:
+            return None
+        self._synced[link_id] = now
+        return {"type": "sync", "link_id": link.link_id, "offered": offered, "stock": self.store.owned(link_id)}
+
+    def rebalance(self, link_id: str, peer_stock: object) -> int:
+        """Hand units of ``link_id`` over to the peer if it holds far fewer (:func:`cede_count`);
+        ``peer_stock`` as the peer last said (ignored unless an int). Returns the units handed over."""
+        now, link = self.clock(), self.by_id[link_id]
+        if not isinstance(peer_stock, int) or now - self._ceded.get(link_id, -math.inf) < CEDE_PERIOD_S:
+            return 0
+        count = cede_count(self.store.owned(link_id), peer_stock)
+        if not count or link_id in self.out_of_service:
+            return 0
+        self._ceded[link_id] = now
+        ceded = self.store.cede(link_id, link.peer, count, now,
+                                lambda ids: {"type": "cede", "link_id": link_id, "units": ids})
+        if ceded:
+            self.notify_peer(link.peer, self.store.last_outbox_id)
+        return ceded
 
     def sync_answered(self, link_id: str, offer: dict[str, Any], answer: dict[str, Any]) -> int:
         """Apply the peer's answer to our offer; returns how many units became servable."""
@@ -265,6 +343,7 @@ class KeyManager:
                                           self.clock())
         if dropped:
             self.event("sync-mismatch", f"link {link.link_id}: {len(dropped)} unit(s) the peer never got, discarded")
+        self.rebalance(link_id, answer.get("stock"))
         return len(answer.get("held", []))
 
     def check_pools(self, low_water: Mapping[str, int]) -> None:
@@ -288,3 +367,55 @@ class KeyManager:
         """Record a refused KM-to-KM message (forged, tampered, replayed, stale)."""
         self.event("km-message-refused", reason)
 
+
+def _key_ids(value: object) -> list[str]:
+    """A message's list of key_IDs.
+
+    Raises:
+        StoreError: if it is not a list of strings.
+    """
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise StoreError("malformed cede message: units must be a list of key_IDs")
+    return value
+
+
+_Piece = tuple[LinkInfo, dict[str, Any], int]
+"""(link, part of a message, its units)."""
+
+
+def _pieces(link: LinkInfo, sub: dict[str, Any]) -> list[_Piece]:
+    """A batch message cut into parts of at most :data:`APPLY_CHUNK_UNITS` units (whole keys).
+
+    Raises:
+        StoreError: if it is malformed.
+    """
+    if sub["type"] == "cede":
+        ids = _key_ids(sub.get("units"))
+        return [(link, {**sub, "units": ids[i:i + APPLY_CHUNK_UNITS]}, len(ids[i:i + APPLY_CHUNK_UNITS]))
+                for i in range(0, len(ids), APPLY_CHUNK_UNITS)]
+    try:
+        groups = list(sub["groups"])
+        sizes = [len(g["units"]) for g in groups]
+    except (KeyError, TypeError) as exc:
+        raise StoreError(f"malformed assign message: {exc}") from None
+    out: list[_Piece] = []
+    start = units = 0
+    for i, size in enumerate(sizes):
+        if units and units + size > APPLY_CHUNK_UNITS:
+            out.append((link, {**sub, "groups": groups[start:i]}, units))
+            start, units = i, 0
+        units += size
+    return [*out, (link, {**sub, "groups": groups[start:]}, units)]
+
+
+def _chunks(pieces: list[_Piece], limit: int) -> list[list[_Piece]]:
+    """Pieces packed into transactions of at most ``limit`` units (a larger piece alone)."""
+    chunks: list[list[_Piece]] = []
+    units = limit
+    for piece in pieces:
+        if units + piece[2] > limit:
+            chunks.append([])
+            units = 0
+        chunks[-1].append(piece)
+        units += piece[2]
+    return chunks

@@ -37,7 +37,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from qnet.keys.store import _IDS, ASSIGNED, AVAILABLE, NEW, SPENT, DeliveredKey, KeyStore, NotEnoughKey, StoreError
+from qnet.keys.store import (
+    _IDS,
+    ASSIGNED,
+    AVAILABLE,
+    NEW,
+    SPENT,
+    DeliveredKey,
+    KeyStore,
+    NotEnoughKey,
+    SpentAs,
+    StoreError,
+)
 from qnet.keys.store import keys_table as keys
 
 __all__ = ["RELAY_PREFIX", "RelayHop", "RelayRequest", "consumed", "discard_incoming", "forward", "start"]
@@ -143,7 +154,8 @@ def discard_incoming(conn: Connection, sender: str, body: dict[str, Any]) -> int
         return 0
     done = conn.execute(keys.update().where(
         keys.c.key_ID.in_(_IDS), keys.c.link_id == body["link_id"], keys.c.owner == sender,
-        keys.c.state.in_([NEW, AVAILABLE])).values(state=SPENT, material=None, note="relay failed further on"),
+        keys.c.state.in_([NEW, AVAILABLE])).values(state=SPENT, material=None, note="relay failed further on",
+                                                   spent_as=SpentAs.RELAY.value),
         {"ids": [str(u) for u in ids]})
     return int(done.rowcount)
 
@@ -152,7 +164,7 @@ def consumed(store: KeyStore, link_id: str) -> int:
     """Units of ``link_id`` this node spent on relays (accounting)."""
     with store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(keys).where(
-            keys.c.link_id == link_id, keys.c.state == SPENT, keys.c.note.like("relay %"))).scalar_one())
+            keys.c.link_id == link_id, keys.c.state == SPENT, keys.c.spent_as == SpentAs.RELAY.value)).scalar_one())
 
 
 def _take_own(store: KeyStore, conn: Connection, link_id: str, need: int, now_s: float) -> list[tuple[str, bytes]]:
@@ -164,7 +176,7 @@ def _take_own(store: KeyStore, conn: Connection, link_id: str, need: int, now_s:
 
 
 _SPEND_NOTED = keys.update().where(keys.c.key_ID == sa.bindparam("unit")).values(
-    state=SPENT, material=None, pending=None, note=sa.bindparam("why"))
+    state=SPENT, material=None, pending=None, note=sa.bindparam("why"), spent_as=SpentAs.RELAY.value)
 
 
 def _spend_noted(conn: Connection, spends: Sequence[tuple[Sequence[str], str]]) -> None:

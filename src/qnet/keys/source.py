@@ -6,7 +6,9 @@ Key managers consume keys from something that satisfies :class:`KeySource`: a si
 its client (STYLE.md).
 
 Each end of a link has its own source; both ends yield the same ``(key_ID, key bytes)`` pairs in the
-same order. Time is passed in (``now_s``), so the same key manager runs under simulated or wall time.
+same order (a simulated link's two ends are two views of one simulation, as a QKD device pair
+delivers one key to its two key managers: ``qnet.servers.feeder``). Time is passed in (``now_s``),
+so the same key manager runs under simulated or wall time.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ class KeyMaterial(Protocol):
 class KeySource(Protocol):
     """One end of a QKD link, as the key manager sees it."""
 
-    link_id: str
-    """The link this source belongs to (both ends share it)."""
+    @property
+    def link_id(self) -> str:
+        """The link this source belongs to (both ends share it)."""
+        ...
 
     def take(self, now_s: float) -> Sequence[KeyMaterial]:
         """Every key this end has made by time ``now_s`` (seconds) and not yet handed out, in order."""

@@ -5,8 +5,9 @@ SQLite (a WAL file) by default, PostgreSQL by URL; every state change is one tra
 
 A key arrives from the link's :class:`~qnet.keys.source.KeySource` as one *unit* (``key_ID``,
 bytes), in the same order at both ends. Each unit has an owner, the end that may hand it to a master
-SAE (``enc_keys``); ownership is a function of the key_ID alone, so the ends agree on it whatever
-order their feeds run in. A unit moves through these states:
+SAE (``enc_keys``); ownership starts as a function of the key_ID alone, so the ends agree on it
+whatever order their feeds run in, and an end with more than it needs hands units over to the other
+(:meth:`KeyStore.cede`), so a one-way demand gets the whole link. A unit moves through these states:
 
 ``new``        received here; the peer has not yet said it holds the same key_ID
 ``available``  confirmed by the peer (key synchronisation); the owner may serve it
@@ -28,6 +29,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,10 +37,33 @@ from sqlalchemy.engine import Connection, Engine
 
 from qnet.errors import QNetError
 
-__all__ = ["NOT_YET_ASSIGNED", "DeliveredKey", "KeyStore", "NotEnoughKey", "StoreError", "owner_of"]
+__all__ = ["NOT_FOR_SAE", "NOT_YET_ASSIGNED", "DeliveredKey", "KeyStore", "NotEnoughKey", "SpentAs", "StoreError",
+           "owner_of"]
 
 NEW, AVAILABLE, ASSIGNED, SPENT = "new", "available", "assigned", "spent"
+
+
+class SpentAs(StrEnum):
+    """What a spent unit was used for (the ``spent_as`` column: accounting reads it, not the note)."""
+
+    ENC_KEYS = "enc_keys"
+    """Handed to a master SAE."""
+    DEC_KEYS = "dec_keys"
+    """Handed to a slave SAE (after the last one)."""
+    RELAY = "relay"
+    """Spent on a hop of a key relay (also when the relay failed further on)."""
+    DISCARDED = "discarded"
+    """Dropped by key synchronisation: one end lacked it."""
+    EXPIRED = "expired"
+    """Past its lifetime."""
+
+
+_BACKFILL = {SpentAs.ENC_KEYS: "delivered to master %", SpentAs.DEC_KEYS: "delivered to slave %",
+             SpentAs.RELAY: "relay %", SpentAs.DISCARDED: "discarded%", SpentAs.EXPIRED: "expired%"}
+"""How a store written before ``spent_as`` existed is read: from its free-text notes, once."""
 UNKNOWN, NOT_YET_ASSIGNED = "unknown key_ID", "not yet assigned by the master's KME"
+NOT_FOR_SAE = "not a key for this SAE"
+"""The reason for a key_ID whose key was given for other slave SAEs (ETSI 014 answers 401)."""
 
 metadata = sa.MetaData()
 keys_table = sa.Table(
@@ -58,6 +83,7 @@ keys_table = sa.Table(
     sa.Column("created_s", sa.Float, nullable=False),
     sa.Column("expires_s", sa.Float, nullable=False),
     sa.Column("note", sa.String(200), nullable=True),
+    sa.Column("spent_as", sa.String(16), nullable=True),  # a SpentAs value: what a spent unit was used for
     sa.Index("ix_keys_serve", "link_id", "owner", "state", "seq"),
     sa.Index("ix_keys_group", "group_id"),
     sa.Index("ix_keys_expiry", "expires_s"),
@@ -86,6 +112,15 @@ meta_table = sa.Table(
 _IDS: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
 """A list parameter: one compiled statement for any number of ids (``in_([...])`` builds a bound
 parameter per element, which costs more than the query at 128 keys)."""
+
+
+_UNIT_COLUMNS = '"key_ID", link_id, seq, owner, state, material, created_s, expires_s'  # quoted: PostgreSQL folds case
+_INSERT_UNITS = {
+    "qmark": f"INSERT INTO keys ({_UNIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "format": f"INSERT INTO keys ({_UNIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+    "pyformat": f"INSERT INTO keys ({_UNIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+}
+"""New units, by the driver's parameter style (sqlite3: qmark; psycopg: format/pyformat)."""
 
 
 class StoreError(QNetError):
@@ -152,7 +187,19 @@ def make_engine(url: str, *, manual_checkpoints: bool = False) -> Engine:
     else:
         engine = sa.create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
     metadata.create_all(engine)
+    _add_spent_as(engine)
     return engine
+
+
+def _add_spent_as(engine: Engine) -> None:
+    """Give a store made before the ``spent_as`` column the column, filled in from the notes."""
+    if "spent_as" in {c["name"] for c in sa.inspect(engine).get_columns("keys")}:
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE keys ADD COLUMN spent_as VARCHAR(16)")
+        for use, pattern in _BACKFILL.items():
+            conn.execute(keys_table.update().where(keys_table.c.state == SPENT, keys_table.c.note.like(pattern))
+                         .values(spent_as=use.value))
 
 
 class KeyStore:
@@ -196,21 +243,27 @@ class KeyStore:
         if not units:
             return 0
         with self.transaction() as conn:
-            known = {r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(keys_table.c.key_ID.in_(_IDS)),
-                                                {"ids": [k for k, _ in units]})}
+            known = self._known(conn, [k for k, _ in units])
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(keys_table.c.seq), -1)).where(
                 keys_table.c.link_id == link_id)).scalar_one()
-            rows = []
-            for key_id, material in units:
-                if key_id in known:
-                    continue
-                seq += 1
-                rows.append({"key_ID": key_id, "link_id": link_id, "seq": seq, "owner": owner_of(key_id, ends),
-                             "state": NEW, "material": material, "created_s": now_s,
-                             "expires_s": now_s + self.lifetime_s})
-            if rows:
-                conn.execute(keys_table.insert(), rows)
+            expires = now_s + self.lifetime_s
+            rows = [(key_id, link_id, seq + i, owner_of(key_id, ends), NEW, material, now_s, expires)
+                    for i, (key_id, material) in enumerate(((k, m) for k, m in units if k not in known), start=1)]
+            if rows:  # the DB-API's executemany: SQLAlchemy's per-row parameter processing cost 10x more
+                conn.exec_driver_sql(_INSERT_UNITS[conn.dialect.paramstyle], rows)
         return len(rows)
+
+    @staticmethod
+    def _known(conn: Connection, key_ids: Sequence[str]) -> set[str]:
+        """Which of ``key_ids`` the store holds already (raw SQL in slices of 500: SQLAlchemy's
+        expanding parameters cost more than the query for a block's thousands of units)."""
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        known: set[str] = set()
+        for start in range(0, len(key_ids), 500):
+            part = list(key_ids[start:start + 500])
+            sql = f'SELECT "key_ID" FROM keys WHERE "key_ID" IN ({", ".join([mark] * len(part))})'
+            known.update(r[0] for r in conn.exec_driver_sql(sql, tuple(part)))
+        return known
 
     # -- key synchronisation (both ends hold the same key_IDs in the same order) -----------------
 
@@ -245,7 +298,7 @@ class KeyStore:
                     keys_table.c.link_id == link_id, keys_table.c.owner == owner, keys_table.c.state == NEW,
                     keys_table.c.seq < max(seq_of.values()), keys_table.c.created_s < now_s - grace_s,
                     keys_table.c.key_ID.not_in(list(offered))))]
-                self.spend(conn, skipped, "discarded: the owner never offered it (sync)")
+                self.spend(conn, skipped, "discarded: the owner never offered it (sync)", SpentAs.DISCARDED)
         return {"held": held, "in_order": in_order, "discarded": skipped}
 
     def apply_answer(self, link_id: str, offered: Sequence[str], held: Sequence[str], grace_s: float,
@@ -261,7 +314,7 @@ class KeyStore:
             lacking = [k for k in offered[:newest] if k not in held_set]
             stale = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
                 keys_table.c.key_ID.in_(lacking), keys_table.c.created_s < now_s - grace_s))] if lacking else []
-            self.spend(conn, stale, "discarded: the peer never received it (sync)")
+            self.spend(conn, stale, "discarded: the peer never received it (sync)", SpentAs.DISCARDED)
         return stale
 
     # -- serving ----------------------------------------------------------------------------------
@@ -273,11 +326,21 @@ class KeyStore:
                 keys_table.c.link_id == link_id, keys_table.c.owner == (owner or self.kme_id),
                 keys_table.c.state == AVAILABLE)).scalar_one())
 
-    def held(self, link_id: str) -> int:
-        """Units of a link this end holds that are not yet spent (what a feeder caps)."""
+    def owned(self, link_id: str) -> int:
+        """Units of a link this end owns and has not spent (``new`` or ``available``): what it will
+        be able to serve, the stock it tells its peer."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(keys_table).where(
-                keys_table.c.link_id == link_id, keys_table.c.state != SPENT)).scalar_one())
+                keys_table.c.link_id == link_id, keys_table.c.owner == self.kme_id,
+                keys_table.c.state.in_([NEW, AVAILABLE]))).scalar_one())
+
+    def held(self, link_id: str) -> int:
+        """Units of a link this end holds for either end to serve (``new`` or ``available``: what a
+        feeder caps). Units assigned to a slave SAE are not counted: a slave that never fetches its
+        keys must not stop the link."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(keys_table).where(
+                keys_table.c.link_id == link_id, keys_table.c.state.in_([NEW, AVAILABLE]))).scalar_one())
 
     def take_for_master(self, link_id: str, number: int, size_bits: int, unit_bits: int, *, master_sae: str,
                         slaves: Sequence[str], peer: str, now_s: float,
@@ -303,13 +366,44 @@ class KeyStore:
                 ids = [r[0] for r in part]
                 keys.append(DeliveredKey(ids[0], b"".join(r[1] for r in part)[:size_bits // 8]))
                 groups.append({"key_ID": ids[0], "units": ids, "size": size_bits})
-            self.spend(conn, [r[0] for r in rows], f"delivered to master {master_sae}")
-            row = conn.execute(outbox_table.insert().values(peer=peer, created_s=now_s,
-                                                            body=json.dumps(message(groups))))
-            inserted = row.inserted_primary_key
-            assert inserted is not None
-            self.last_outbox_id = int(inserted[0])
+            self.spend(conn, [r[0] for r in rows], f"delivered to master {master_sae}", SpentAs.ENC_KEYS)
+            self._queue(conn, peer, message(groups), now_s)
         return keys
+
+    def _queue(self, conn: Connection, peer: str, body: dict[str, Any], now_s: float) -> None:
+        """Within the caller's transaction: queue a message for ``peer`` in the outbox."""
+        row = conn.execute(outbox_table.insert().values(peer=peer, created_s=now_s, body=json.dumps(body)))
+        inserted = row.inserted_primary_key
+        if inserted is None:
+            raise StoreError("the outbox did not return the new message's id")
+        self.last_outbox_id = int(inserted[0])
+
+    # -- handing units over to the other end ---------------------------------------------------------
+
+    def cede(self, link_id: str, peer: str, count: int, now_s: float,
+             message: Callable[[list[str]], dict[str, Any]]) -> int:
+        """Hand up to ``count`` of this end's servable units of ``link_id`` (oldest first) to ``peer``,
+        in one transaction: they become the peer's here, and a ``cede`` message (built by ``message``
+        from their key_IDs) is queued in the outbox in the same commit. This end never serves them
+        again; the peer serves them once it has applied the message, so a unit is never servable at
+        both ends (a lost message loses the units, never doubles them; the outbox resends it).
+        Returns how many units were handed over."""
+        with self.transaction() as conn:
+            ids = [key_id for key_id, _ in self.servable(conn, link_id, count, now_s)]
+            if ids:
+                conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(_IDS)).values(owner=peer),
+                             {"ids": ids})
+                self._queue(conn, peer, message(ids), now_s)
+        return len(ids)
+
+    def take_over(self, conn: Connection, sender: str, link_id: str, key_ids: Sequence[str]) -> int:
+        """At the receiving end of a ``cede``, inside the caller's transaction: the units ``sender``
+        handed over become this end's to serve (those still unspent and the sender's; idempotent for
+        a resent message). Returns how many changed owner."""
+        done = conn.execute(keys_table.update().where(
+            keys_table.c.key_ID.in_(_IDS), keys_table.c.link_id == link_id, keys_table.c.owner == sender,
+            keys_table.c.state.in_([NEW, AVAILABLE])).values(owner=self.kme_id), {"ids": list(key_ids)})
+        return int(done.rowcount)
 
     def servable(self, conn: Connection, link_id: str, limit: int, now_s: float) -> list[tuple[str, bytes]]:
         """Within the caller's transaction: up to ``limit`` units of ``link_id`` this end may serve,
@@ -405,7 +499,7 @@ class KeyStore:
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
                 raise StoreError(f"key_ID {problems[0]['key_ID']}: {problems[0]['reason']}{more}", problems)
             done = [r.key_ID for group, pending in updates if not pending for r in group]
-            self.spend(conn, done, f"delivered to slave {sae_id}")
+            self.spend(conn, done, f"delivered to slave {sae_id}", SpentAs.DEC_KEYS)
             for group, pending in updates:
                 if pending:
                     conn.execute(keys_table.update().where(keys_table.c.key_ID.in_([r.key_ID for r in group])).values(
@@ -413,14 +507,19 @@ class KeyStore:
         return out
 
     def _mark_unassigned(self, conn: Connection, problems: list[dict[str, str]]) -> None:
-        """Tell "unknown" from "not yet assigned": a unit the peer owns and has not (yet) said it
-        handed out; the master's KME may still be sending the ``assign`` message."""
+        """Tell "unknown" from "not yet assigned" (a unit the peer owns and has not, or not yet, said
+        it handed out: the master's KME may still be sending the ``assign`` message) and from "not a
+        key for this SAE" (a key this KME handed to a master: its slaves fetch it at their KME)."""
         unknown = {p["key_ID"]: p for p in problems if p["reason"] == UNKNOWN}
-        if unknown:
-            for (key_id,) in conn.execute(sa.select(keys_table.c.key_ID).where(
-                    keys_table.c.key_ID.in_(list(unknown)), keys_table.c.owner != self.kme_id,
-                    keys_table.c.state.in_([NEW, AVAILABLE]))):
+        if not unknown:
+            return
+        for key_id, owner, state, spent_as in conn.execute(sa.select(
+                keys_table.c.key_ID, keys_table.c.owner, keys_table.c.state, keys_table.c.spent_as)
+                .where(keys_table.c.key_ID.in_(list(unknown)))):
+            if owner != self.kme_id and state in (NEW, AVAILABLE):
                 unknown[key_id]["reason"] = NOT_YET_ASSIGNED
+            elif state == SPENT and spent_as == SpentAs.ENC_KEYS.value:
+                unknown[key_id]["reason"] = NOT_FOR_SAE
 
     @staticmethod
     def _slave_problem(group: list[Any] | None, sae_id: str, master_sae: str, lists: _JsonLists) -> str:
@@ -428,7 +527,7 @@ class KeyStore:
             return UNKNOWN
         head = group[0]
         if sae_id not in lists(head.slaves):
-            return "not a key for this SAE"
+            return NOT_FOR_SAE
         if head.master_sae != master_sae:
             return f"not a key from master SAE {master_sae}"
         if head.state == SPENT or sae_id not in lists(head.pending):
@@ -474,7 +573,7 @@ class KeyStore:
         with self.transaction() as conn:
             ids = [r[0] for r in conn.execute(sa.select(keys_table.c.key_ID).where(
                 keys_table.c.state != SPENT, keys_table.c.expires_s <= now_s))]
-            self.spend(conn, ids, "expired (key lifetime)")
+            self.spend(conn, ids, "expired (key lifetime)", SpentAs.EXPIRED)
             conn.execute(nonces_table.delete().where(nonces_table.c.expires_s <= now_s))
         return len(ids)
 
@@ -513,8 +612,10 @@ class KeyStore:
         return value
 
     @staticmethod
-    def spend(conn: Connection, ids: Sequence[str], note: str) -> None:
-        """Within the caller's transaction: mark units spent and erase their material."""
+    def spend(conn: Connection, ids: Sequence[str], note: str, spent_as: SpentAs) -> None:
+        """Within the caller's transaction: mark units spent (``spent_as``, with a note for people)
+        and erase their material."""
         for start in range(0, len(ids), 500):
             conn.execute(keys_table.update().where(keys_table.c.key_ID.in_(_IDS)).values(
-                state=SPENT, material=None, pending=None, note=note), {"ids": list(ids[start:start + 500])})
+                state=SPENT, material=None, pending=None, note=note, spent_as=spent_as.value),
+                {"ids": list(ids[start:start + 500])})

@@ -72,7 +72,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from qnet.errors import QNetError
-from qnet.keys.store import SPENT, KeyStore
+from qnet.keys.store import SPENT, KeyStore, SpentAs
 from qnet.keys.store import keys_table as keys
 
 __all__ = ["FIELDS", "GENESIS", "Accounting", "AuditError", "AuditEvent", "AuditLog", "AuditRecord",
@@ -505,12 +505,11 @@ def accounting(records: Iterable[Mapping[str, Any]],
 
 
 _USE = sa.case(
-    (keys.c.note.like("delivered to master %"), "enc_keys"),
-    (keys.c.note.like("delivered to slave %"), "dec_keys"),
-    (keys.c.note.like("relay %"), "relay"),
-    (keys.c.note.like("expired%"), "expired"),
+    *[(keys.c.spent_as == use.value, use.value) for use in (SpentAs.ENC_KEYS, SpentAs.DEC_KEYS, SpentAs.RELAY,
+                                                          SpentAs.EXPIRED)],
     else_="other",
 )
+"""A spent unit's use as the report names it (discarded ones are ``other``), from ``spent_as``."""
 
 
 def store_usage(store: KeyStore, unit_bits: int) -> dict[tuple[str, str], dict[str, int]]:

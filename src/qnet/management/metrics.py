@@ -34,7 +34,8 @@ of :data:`ERROR_EVENTS`).
 Controller (``ControllerMetrics``), per link (label ``link``): ``qnet_controller_link_up``,
 ``qnet_controller_link_cut``, ``qnet_controller_link_stored_units``,
 ``qnet_controller_link_key_rate_bits_per_second``, ``qnet_controller_link_qber``,
-``qnet_controller_link_alarms``; and ``qnet_controller_sessions``,
+``qnet_controller_link_alarms``, ``qnet_link_lag_seconds`` (how far the link's key feed is behind
+real time, the larger end's report; absent until an end reports it); and ``qnet_controller_sessions``,
 ``qnet_controller_route_changes_total``, ``qnet_controller_events_total{kind}``,
 ``qnet_controller_requests_total{endpoint, code}``,
 ``qnet_controller_request_duration_seconds{endpoint}``, ``qnet_controller_errors_total{kind}``.
@@ -51,7 +52,7 @@ import time
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -61,7 +62,7 @@ from prometheus_client.registry import Collector
 
 from qnet.control.controller import Controller
 from qnet.keys.manager import KeyManager
-from qnet.keys.store import SPENT, keys_table
+from qnet.keys.store import SPENT, SpentAs, keys_table
 
 __all__ = ["ERROR_EVENTS", "LATENCY_BUCKETS_S", "RATE_WINDOW_S", "ControllerMetrics", "KMEMetrics",
            "RequestMetrics", "consumed_units"]
@@ -177,13 +178,21 @@ class KMEMetrics(_Exposing):
 
 def consumed_units(conn: sa.Connection) -> dict[str, tuple[int, int]]:
     """Units spent per link_id: (delivered to SAEs, spent on relays); expired and discarded units
-    are not consumption. Reads the store's notes (``delivered to ...``, ``relay ...``)."""
-    note = keys_table.c.note
-    query = (sa.select(keys_table.c.link_id,
-                       sa.func.sum(sa.case((note.like("delivered %"), 1), else_=0)),
-                       sa.func.sum(sa.case((note.like("relay %"), 1), else_=0)))
+    are not consumption. Reads the store's typed ``spent_as`` column."""
+    return {lid: (d, r) for lid, (d, r, _) in spent_units(conn).items()}
+
+
+def spent_units(conn: sa.Connection) -> dict[str, tuple[int, int, int]]:
+    """Units spent per link_id: (delivered to SAEs, spent on relays, discarded by synchronisation)."""
+    use = keys_table.c.spent_as
+
+    def count(*kinds: SpentAs) -> Any:
+        return sa.func.sum(sa.case((use.in_([k.value for k in kinds]), 1), else_=0))
+
+    query = (sa.select(keys_table.c.link_id, count(SpentAs.ENC_KEYS, SpentAs.DEC_KEYS), count(SpentAs.RELAY),
+                       count(SpentAs.DISCARDED))
              .where(keys_table.c.state == SPENT).group_by(keys_table.c.link_id))
-    return {str(lid): (int(d or 0), int(r or 0)) for lid, d, r in conn.execute(query)}
+    return {str(lid): (int(d or 0), int(r or 0), int(x or 0)) for lid, d, r, x in conn.execute(query)}
 
 
 class _KMECollector(Collector):
@@ -239,8 +248,15 @@ class _KMECollector(Collector):
                                      "SAEs now.", labels=labels)
         consumed = CounterMetricFamily("qnet_link_consumed_bits", "Key bits consumed: delivered to SAEs, or "
                                        "spent on relays.", labels=[*labels, "use"])
+        discarded = CounterMetricFamily("qnet_link_discarded_bits", "Key bits discarded because one end lacked "
+                                        "them (key synchronisation); 0 when both ends receive the same units.",
+                                        labels=labels)
+        lag = GaugeMetricFamily("qnet_link_lag_seconds", "How far the link's key feed is behind real time (s); "
+                                "beyond 3 s (or one block) its blocks are sampled.", labels=labels)
+        sampled = CounterMetricFamily("qnet_link_sampled_blocks", "Blocks made by block-level sampling of the "
+                                      "same statistics because the machine could not keep up.", labels=labels)
         with store.engine.connect() as conn:
-            used = consumed_units(conn)
+            used = spent_units(conn)
         now = self.clock()
         for link in manager.by_id.values():
             lid, names = link.link_id, [link.link_id, link.peer]
@@ -255,10 +271,15 @@ class _KMECollector(Collector):
                 units = sum(n for key, n in counts.items() if key.rsplit("/", 1)[1] == state)
                 stored.add_metric([*names, state], units * bits)
             servable.add_metric(names, counts.get(f"{manager.kme_id}/available", 0) * bits)
-            delivered, relayed = used.get(lid, (0, 0))
+            delivered, relayed, dropped = used.get(lid, (0, 0, 0))
             consumed.add_metric([*names, "delivered"], delivered * bits)
             consumed.add_metric([*names, "relay"], relayed * bits)
-        yield from (rate, produced, qber, stored, servable, consumed)
+            discarded.add_metric(names, dropped * bits)
+            behind, blocks = store.get_meta(f"lag/{lid}"), store.get_meta(f"sampled/{lid}")
+            if behind:
+                lag.add_metric(names, float(behind))
+            sampled.add_metric(names, int(blocks or 0))
+        yield from (rate, produced, qber, stored, servable, consumed, discarded, lag, sampled)
 
 
 class ControllerMetrics(_Exposing):
@@ -310,6 +331,8 @@ def _link_states(ctl: Controller, now: float) -> Iterator[Metric]:
     rate = gauge("key_rate_bits_per_second", "Key rate the link's ends reported (bit/s), the smaller.")
     qber = gauge("qber", "QBER the link's ends reported, the larger.")
     alarms = gauge("alarms", "Alarms active on the link.")
+    lag = GaugeMetricFamily("qnet_link_lag_seconds", "How far the link's key feed is behind real time (s), "
+                            "the larger end's report.", labels=["link"])
     for lid, state in sorted(ctl.states(now).items()):
         link = ctl.links[lid]
         up.add_metric([lid], float(state.up))
@@ -320,5 +343,7 @@ def _link_states(ctl: Controller, now: float) -> Iterator[Metric]:
             if math.isfinite(state.key_rate_bps):
                 rate.add_metric([lid], state.key_rate_bps)
             qber.add_metric([lid], state.qber)
-    yield from (up, cut, units, rate, qber, alarms)
+        if state.lag_s is not None:
+            lag.add_metric([lid], state.lag_s)
+    yield from (up, cut, units, rate, qber, alarms, lag)
 

@@ -11,8 +11,10 @@
     store/                              the SQLite key stores, created on first start
 
 Each link gets a fresh 128-bit secret seed from the OS CSPRNG, written only to its two ends'
-configurations: both ends run the same simulated link from it (``qnet.quantum.link``), which is how
-two processes come to hold the same QKD keys. Ports are consecutive from ``base_port``, in the
+configurations. Its first end's feeder runs the simulated link (``qnet.quantum.link``) once and
+delivers each key to both ends' stores (``peer_store_url``), as a QKD device pair delivers one key to
+its two KMEs. The link's device parameters from the spec (``misalignment``, ``detector_efficiency``,
+...) go with it, so the live link is the link the planner planned. Ports are consecutive from ``base_port``, in the
 spec's node order, then the controller's; the controller's dashboard (plain HTTP on loopback,
 behind a random token in ``controller.json``) listens 1000 above the controller.
 
@@ -26,20 +28,28 @@ import json
 import math
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qnet.quantum.link import expected_rate_bps, feed_block_pulses
+from qnet.physics.bb84 import BB84DecoyParams
+from qnet.quantum.link import expected_rate_bps, feed_block_pulses, link_cpu_cores
 from qnet.scenarios.planner import link_length_km
 from qnet.scenarios.spec import LinkSpec, NetworkSpec
 from qnet.security.pki import PKI
 
-__all__ = ["CONTROL_PERIOD_S", "Deployment", "feed_geometry", "init_deployment", "node_positions"]
+__all__ = ["CONTROL_PERIOD_S", "FEED_DEVICE_PARAMS", "Deployment", "feed_device", "feed_geometry", "feed_params",
+           "init_deployment", "node_positions", "plan_feed_modes"]
 
 CONTROL_PERIOD_S = 1.0
 """How often each KME reports to the controller (and learns the network's state)."""
 LOW_WATER_UNITS = 1000
+FEED_CORES = max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2), 2) - 1
+"""CPU cores the live links' photon-level simulations may use together (one is left for the KMEs):
+links beyond it sample their blocks (:func:`plan_feed_modes`)."""
+FEED_DEVICE_PARAMS = ("misalignment", "detector_efficiency", "dark_count_prob", "afterpulse_prob", "dead_time_s")
+"""The spec's link ``params`` that the live link's device takes (the rest are the planner's)."""
 
 
 @dataclass(frozen=True)
@@ -85,18 +95,29 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
         pki.issue("sae", app.sae_id)
     (root / "store").mkdir(exist_ok=True)
     links: dict[str, list[dict[str, Any]]] = {n: [] for n in nodes}
+    costs: dict[str, float] = {}
+    sources: dict[str, dict[str, Any]] = {}
+    for link in spec.links:
+        length, attenuation = feed_geometry(spec, link)
+        settings = sources[link.label] = {"kind": "simulated", "seed": secrets.randbits(128), "length_km": length,
+                                          "attenuation_db_per_km": attenuation, "device": feed_device(link),
+                                          **(source or {})}
+        if settings["kind"] == "simulated":
+            device = feed_params(link)
+            settings.setdefault("pulses_per_block", feed_block_pulses(length, attenuation, device=device))
+            costs[link.label] = link_cpu_cores(length, attenuation, int(settings["pulses_per_block"]),
+                                               device=device) * float(settings.get("speedup", 1.0))
+    for label, mode in plan_feed_modes(costs, FEED_CORES).items():
+        sources[label]["mode"] = mode
     for link in spec.links:
         a, b = link.endpoints
-        length, attenuation = feed_geometry(spec, link)
-        settings = {"kind": "simulated", "seed": secrets.randbits(128), "length_km": length,
-                    "attenuation_db_per_km": attenuation, **(source or {})}
-        if settings["kind"] == "simulated" and "pulses_per_block" not in settings:
-            settings["pulses_per_block"] = feed_block_pulses(length, attenuation)
+        settings = sources[link.label]
         for here, peer in ((a, b), (b, a)):
             links[here].append({"link_id": link.label, "peer": peer, "peer_url": f"https://127.0.0.1:{ports[peer]}",
                                 "peer_verify_key": f"kme/{peer}.mldsa.pub", "ends": [a, b],
                                 "remote_saes": [s.sae_id for s in spec.applications if s.node == peer],
-                                "low_water_units": LOW_WATER_UNITS, "source": settings})
+                                "low_water_units": LOW_WATER_UNITS, "source": settings,
+                                "peer_store_url": (store_urls or {}).get(peer, f"sqlite:///store/{peer}.db")})
     network = {"nodes": nodes, "links": [[*lk.endpoints, lk.label] for lk in spec.links],
                "saes": {s.sae_id: s.node for s in spec.applications},
                "access": {s.sae_id: list(s.peers) for s in spec.applications if s.peers is not None},
@@ -120,6 +141,45 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
     controller = _controller_config(root, spec, (ports["controller"], dashboard_port), network, source or {})
     return Deployment(root, {n: f"https://127.0.0.1:{ports[n]}" for n in nodes}, configs,
                       {s.sae_id: s.node for s in spec.applications}, controller_url, controller)
+
+
+def plan_feed_modes(costs: Mapping[str, float], cores: float) -> dict[str, str]:
+    """How each simulated link makes its blocks live: ``photon`` by photon for the cheapest links
+    whose CPU cost (cores at real time: :func:`qnet.quantum.link.link_cpu_cores`) fits in ``cores``
+    together, ``sampled`` (block-level sampling of the same statistics) for the rest, so that every
+    link keeps real time on the machine it runs on. Links planned photon-level still sample while
+    the machine is too busy for them (``qnet.servers.feeder``).
+
+    Examples:
+        >>> plan_feed_modes({"a": 0.6, "b": 0.3, "c": 4.0}, 1.0)
+        {'b': 'photon', 'a': 'photon', 'c': 'sampled'}
+    """
+    modes, used = {}, 0.0
+    for label, cost in sorted(costs.items(), key=lambda kv: kv[1]):
+        fits = used + cost <= cores
+        used += cost if fits else 0.0
+        modes[label] = "photon" if fits else "sampled"
+    return modes
+
+
+def feed_device(link: LinkSpec) -> dict[str, float]:
+    """The device parameters of the photon-level link that feeds ``link`` live: those of
+    :data:`FEED_DEVICE_PARAMS` its spec sets (the default decoy-BB84 device's otherwise).
+
+    Examples:
+        >>> from qnet.scenarios.spec import LinkSpec
+        >>> feed_device(LinkSpec(endpoints=("A", "B"), length_km=10, params={"misalignment": 0.02, "mu": 0.5}))
+        {'misalignment': 0.02}
+    """
+    return {name: float(value) for name, value in link.params.items()
+            if name in FEED_DEVICE_PARAMS and isinstance(value, int | float)}
+
+
+def feed_params(link: LinkSpec) -> BB84DecoyParams:
+    """The live link's device: the default decoy-BB84 device with :func:`feed_device`'s overrides
+    (what ``qnet simulate`` should plan with, to predict what ``qnet up`` delivers)."""
+    overrides: dict[str, Any] = feed_device(link)
+    return BB84DecoyParams(**overrides)
 
 
 def feed_geometry(spec: NetworkSpec, link: LinkSpec) -> tuple[float, float]:
@@ -161,8 +221,9 @@ def _controller_config(root: Path, spec: NetworkSpec, ports: tuple[int, int], ne
         speedup = float(source.get("speedup", 1.0))
         for link in spec.links:
             length, attenuation = feed_geometry(spec, link)
-            pulses = int(source.get("pulses_per_block") or feed_block_pulses(length, attenuation))
-            capacity[link.label] = expected_rate_bps(length, attenuation, pulses) * speedup
+            device = feed_params(link)
+            pulses = int(source.get("pulses_per_block") or feed_block_pulses(length, attenuation, device=device))
+            capacity[link.label] = expected_rate_bps(length, attenuation, pulses, device=device) * speedup
     config = {"host": "127.0.0.1", "port": ports[0], "name": spec.name,
               "dashboard_port": ports[1], "dashboard_token": secrets.token_urlsafe(16),
               "positions": node_positions(spec),

@@ -8,8 +8,12 @@ hop's pool pays for it, as the key managers' relay does.
 
 The body is a fluid model stepped once per control period on the kernel (:mod:`qnet.sim.kernel`):
 
-- each link makes key at the rate its photon-level link makes live (:func:`qnet.quantum.link.expected_rate_bps`
-  for the block length ``qnet up`` gives it), into a pool capped as the live feeds are;
+- each link makes key at the mean rate its photon-level link makes live
+  (:func:`qnet.quantum.link.expected_rate_bps` for the block length ``qnet up`` gives it), half into
+  each end's pool, capped as the live feeds are; what a full pool cannot take is discarded (and
+  counted: made = stored + discarded, stored = used + left); after each period an end with far more
+  than the other hands units over, as the key managers do (:func:`hand_over`), so a demand that
+  only ever sends one way gets the whole link;
 - each demand asks for ``key_rate_bps x period`` bits per period along its session's route; where a
   hop's pool cannot cover all the demands crossing it, each gets the same share of what is there
   (higher priorities first, then demands the controller did not admit, served best effort as KMEs
@@ -17,6 +21,16 @@ The body is a fluid model stepped once per control period on the kernel (:mod:`q
   does), and the blocking probability is the blocked share of what was asked;
 - the spec's fault schedule cuts and restores links, stops nodes, and puts eavesdroppers on links
   (QBER about 25 %: the link makes no key and its QBER alarm trips).
+
+**What is random** (``stochastic=True``, the default; the seed picks the numbers): key comes in
+units of :data:`UNIT_BITS`, and the number of units each end of a link gets in a period is
+Poisson-distributed about its mean (photon counts, and so the key distilled from them, are Poisson),
+drawn from the link's own stream ``kernel.rng("link/NAME")``; a demand's SAEs ask for whole keys
+of :data:`UNIT_BITS` as a Poisson process about the demand's rate, from ``kernel.rng("demand/NAME")``.
+Each stream belongs to one link or demand, so adding one never changes another's numbers; the same
+seed gives the same run bit for bit, another seed another run with the same means. What is not
+random: the mean rates (the planner's finite-key figures), the fault schedule, the controller's
+decisions given the pools. ``stochastic=False`` runs the mean-field model (every seed alike).
 
 Arrays are numpy, indexed by link and by demand; a period costs a few vector operations, and the
 controller is called only when a link's state changes, so 24 h of a 50-node network take seconds.
@@ -36,14 +50,16 @@ import numpy as np
 
 from qnet.control.controller import ControlError, ControlEvent, Controller, LinkReport, Session
 from qnet.control.routing import NoRouteError, RoutePolicy, Topology
+from qnet.keys.manager import CEDE_MAX_UNITS, CEDE_MIN_UNITS
 from qnet.quantum.link import CASCADE_EFFICIENCY, expected_block, feed_block_pulses
-from qnet.scenarios.deploy import feed_geometry
+from qnet.scenarios.deploy import feed_geometry, feed_params
 from qnet.scenarios.spec import FaultAction, NetworkSpec
 from qnet.sim.kernel import Kernel
 
-__all__ = ["DemandResult", "LinkResult", "SimResult", "link_qbers", "link_rates", "simulate"]
+__all__ = ["DemandResult", "FaultRecord", "LinkResult", "SimResult", "link_qbers", "link_rates", "simulate"]
 
 UNIT_BITS = 256
+"""The key store's unit: the grain of the random key supply and of the SAEs' requests."""
 POOL_CAP_BITS = 100_000 * UNIT_BITS
 """What a link's pools hold at most (the live feeds' ``max_units``), half in each direction."""
 LOW_WATER_UNITS = 1000
@@ -54,20 +70,46 @@ EVE_QBER = 0.25
 
 @dataclass(frozen=True)
 class LinkResult:
-    """One link over the run."""
+    """One link over the run: ``made = stored + discarded`` and ``stored = consumed + final_pool``."""
 
     name: str
     ends: tuple[str, str]
     rate_bps: float
-    generated_bits: float
+    """The mean secret key rate while it works."""
+    made_bits: float
+    """Key the link made while it worked (not capped by its pools)."""
+    stored_bits: float
+    """Key that went into its pools."""
     consumed_bits: float
+    """Key spent from its pools on demands: delivered at its ends or relayed across it."""
+    discarded_bits: float
+    """Key made while the receiving pool was full, dropped."""
     final_pool_bits: float
+    """Key left in its pools at the end."""
+    utilisation: float = 0.0
+    """The share of the link's key that demands used (both directions: the ends hand unused units
+    over, so a link carrying a one-way demand can be full)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
-        return {"link": self.name, "ends": list(self.ends), "rate_bps": self.rate_bps,
-                "generated_bits": self.generated_bits, "consumed_bits": self.consumed_bits,
-                "final_pool_bits": self.final_pool_bits}
+        return {"link": self.name, "ends": list(self.ends), "rate_bps": self.rate_bps, "made_bits": self.made_bits,
+                "stored_bits": self.stored_bits, "consumed_bits": self.consumed_bits,
+                "discarded_bits": self.discarded_bits, "final_pool_bits": self.final_pool_bits,
+                "utilisation": self.utilisation}
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """One fault of the schedule as it was applied."""
+
+    time_s: float
+    action: FaultAction
+    target: str
+    """The link or node."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {"time_s": self.time_s, "action": self.action.value, "target": self.target}
 
 
 @dataclass(frozen=True)
@@ -114,20 +156,38 @@ class SimResult:
     delivered_bits: np.ndarray
     """demands x samples: key delivered to each demand up to each sample time."""
     events: list[ControlEvent]
+    faults: list[FaultRecord]
+    seed: int = 0
+    stochastic: bool = True
     wall_s: float = 0.0
+    """Wall time of the simulation itself."""
+    planning_s: float = 0.0
+    """Wall time spent working out the links' rates (the planner's link physics) before it."""
 
     @property
     def route_changes(self) -> list[ControlEvent]:
         """The controller's route changes."""
         return [e for e in self.events if e.kind == "route-change"]
 
+    def delivered_rate_bps(self) -> np.ndarray:
+        """demands x samples: the rate key was delivered to each demand between each sample and the
+        one before (the first column is 0)."""
+        rates = np.zeros_like(self.delivered_bits)
+        if self.delivered_bits.shape[-1] > 1:
+            rates[:, 1:] = np.diff(self.delivered_bits, axis=1) / np.diff(self.times_s)
+        return rates
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no time series)."""
+        total = {f"{k}_bits": float(sum(getattr(lk, f"{k}_bits") for lk in self.links))
+                 for k in ("made", "stored", "discarded")}
         return {"network": self.network, "duration_s": self.duration_s, "control_period_s": self.control_period_s,
-                "wall_s": self.wall_s, "links": [lk.as_dict() for lk in self.links],
-                "demands": [d.as_dict() for d in self.demands],
+                "seed": self.seed, "stochastic": self.stochastic, "wall_s": self.wall_s,
+                "planning_s": self.planning_s, "links": [lk.as_dict() for lk in self.links],
+                "demands": [d.as_dict() for d in self.demands], **total,
                 "delivered_bits": float(sum(d.delivered_bits for d in self.demands)),
-                "route_changes": len(self.route_changes), "events": [e.as_dict() for e in self.events]}
+                "route_changes": len(self.route_changes), "events": [e.as_dict() for e in self.events],
+                "faults": [f.as_dict() for f in self.faults]}
 
 
 def link_rates(spec: NetworkSpec) -> dict[str, float]:
@@ -144,14 +204,15 @@ def _link_physics(spec: NetworkSpec) -> dict[str, tuple[float, float]]:
     physics = {}
     for link in spec.links:
         length, attenuation = feed_geometry(spec, link)
-        physics[link.label] = expected_block(length, attenuation, feed_block_pulses(length, attenuation),
-                                             CASCADE_EFFICIENCY)
+        device = feed_params(link)
+        physics[link.label] = expected_block(length, attenuation, feed_block_pulses(length, attenuation, device=device),
+                                             CASCADE_EFFICIENCY, device)
     return physics
 
 
 def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 1.0,
              rates: Mapping[str, float] | None = None, qbers: Mapping[str, float] | None = None,
-             samples: int = 600, seed: int = 0,
+             samples: int = 600, seed: int = 0, stochastic: bool = True,
              progress: Callable[[float], None] | None = None) -> SimResult:
     """Run ``spec`` for ``duration_s`` simulated seconds.
 
@@ -159,10 +220,14 @@ def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 
         spec: a checked spec (its demands are the load, its faults the schedule).
         duration_s: simulated time.
         control_period_s: the step of the fluid model and the controller's period.
-        rates: link name -> secret key rate (bit/s); :func:`link_rates` if left out.
+        rates: link name -> secret key rate (bit/s); :func:`link_rates` if left out (its wall time
+            is then the result's ``planning_s``).
         qbers: link name -> QBER its ends report; :func:`link_qbers` if rates are left out too, else 0.
         samples: how many points the time series keep.
-        seed: the kernel's seed.
+        seed: the seed of every random stream (one per link, one per demand). The same seed and
+            inputs give the same result; the seed changes nothing if ``stochastic`` is False.
+        stochastic: Poisson key supply and requests about the mean rates (see the module's
+            docstring); False runs the mean-field model.
         progress: called with the simulated time now and then (for progress bars).
 
     Raises:
@@ -173,8 +238,11 @@ def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 
     started = time.perf_counter()
     if rates is None:
         rates, qbers = link_rates(spec), link_qbers(spec)
-    run = _Run(spec, dict(rates), dict(qbers or {}), control_period_s)
+    planned = time.perf_counter()
     kernel = Kernel(seed)
+    periods = math.floor(duration_s / control_period_s + 1e-9)
+    run = _Run(spec, dict(rates), dict(qbers or {}), control_period_s,
+               kernel if stochastic else None, periods)
     for fault in spec.faults:
         target = fault.link or fault.node or ""
         kernel.at_s(fault.at_s(), partial(run.fault, fault.action, target, kernel))
@@ -186,8 +254,36 @@ def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 
     kernel.process(run.sampler(kernel, sample_every, progress))
     kernel.run_until_s(duration_s + 1e-9)
     result = run.result(spec.name, duration_s)
-    result.wall_s = time.perf_counter() - started
+    result.seed, result.stochastic = seed, stochastic
+    result.wall_s, result.planning_s = time.perf_counter() - planned, planned - started
     return result
+
+
+class _Counts:
+    """Poisson counts per period, one named stream per row of ``means`` (a link's two ends, or a
+    demand), drawn a chunk of periods at a time so that a period costs one row lookup."""
+
+    MAX_BUFFER = 1 << 21
+    """Numbers held at once (16 MiB)."""
+
+    def __init__(self, rngs: list[np.random.Generator], means: np.ndarray, periods: int) -> None:
+        self.rngs, self.means = rngs, means.reshape(len(rngs), -1)
+        width = max(self.means.size, 1)
+        self.chunk = max(1, min(periods, self.MAX_BUFFER // width, 4096))
+        self._buffer = np.zeros((0, self.means.size))
+        self._next = 0
+
+    def draw(self) -> np.ndarray:
+        """The counts of the next period, flat (row-major over ``means``)."""
+        if self._next == len(self._buffer):
+            k = self.means.shape[1]
+            self._buffer = np.empty((self.chunk, self.means.size))
+            for i, rng in enumerate(self.rngs):
+                self._buffer[:, i * k:(i + 1) * k] = rng.poisson(self.means[i], size=(self.chunk, k))
+            self._next = 0
+        self._next += 1
+        row: np.ndarray = self._buffer[self._next - 1]
+        return row
 
 
 _OPPOSITE = {FaultAction.CUT: FaultAction.RESTORE, FaultAction.RESTORE: FaultAction.CUT,
@@ -212,10 +308,28 @@ class _Demand:
         return list(self.session.route) if self.session else list(self.best_effort or [])
 
 
+def hand_over(pool: np.ndarray) -> np.ndarray:
+    """The key managers' hand-over of unused units, on every link at once: ``pool`` holds the two
+    ends' pools of each link (index 2 l + d, in bits); an end holding more than twice the other's
+    hands over half the difference, the rule of :func:`qnet.keys.manager.cede_count` (in units of
+    :data:`UNIT_BITS`, at most ``CEDE_MAX_UNITS`` a time), so a one-way demand gets the whole link.
+
+    Examples:
+        >>> hand_over(np.array([0.0, 256_000.0, 128_000.0, 128_000.0])).tolist()
+        [128000.0, 128000.0, 128000.0, 128000.0]
+    """
+    units = (pool / UNIT_BITS).reshape(-1, 2)
+    mine, theirs = units, units[:, ::-1]
+    count = np.where(mine >= 2 * theirs + CEDE_MIN_UNITS, np.minimum((mine - theirs) // 2, CEDE_MAX_UNITS), 0.0)
+    moved: np.ndarray = (units - count + count[:, ::-1]).reshape(-1) * UNIT_BITS
+    return moved
+
+
 class _Run:
     """The state of one simulation: pools, link states, sessions and their routes."""
 
-    def __init__(self, spec: NetworkSpec, rates: dict[str, float], qbers: dict[str, float], period_s: float) -> None:
+    def __init__(self, spec: NetworkSpec, rates: dict[str, float], qbers: dict[str, float], period_s: float,
+                 kernel: Kernel | None = None, periods: int = 0) -> None:
         self.names = [lk.label for lk in spec.links]
         self.index = {name: i for i, name in enumerate(self.names)}
         self.ends = [(lk.endpoints[0], lk.endpoints[1]) for lk in spec.links]
@@ -224,7 +338,7 @@ class _Run:
         # two pools per link (index 2 l + d): the units each end owns and spends on keys it sends,
         # half the link's key each (the key store splits units between the ends by key_ID)
         self.pool = np.zeros(2 * len(self.names))
-        self.generated, self.consumed = np.zeros(2 * len(self.names)), np.zeros(2 * len(self.names))
+        self.made, self.stored, self.discarded, self.consumed = (np.zeros(2 * len(self.names)) for _ in range(4))
         self.cut = np.zeros(len(self.names), dtype=bool)
         self.eve = np.zeros(len(self.names), dtype=bool)
         self.node_down: set[str] = set()
@@ -242,6 +356,7 @@ class _Run:
                         for d in sorted(spec.demands, key=lambda d: -d.priority)]
         self.order = [spec.demands.index(d) for d in sorted(spec.demands, key=lambda d: -d.priority)]
         self.requested, self.delivered = np.zeros(len(self.demands)), np.zeros(len(self.demands))
+        self.faults: list[FaultRecord] = []
         self.reported: np.ndarray | None = None
         self.times: list[float] = []
         self.pool_samples: list[np.ndarray] = []
@@ -251,6 +366,13 @@ class _Run:
         self._admitted_s = 0.0
         self._made = np.zeros(2 * len(self.names))
         self._usable = np.ones(2 * len(self.names))
+        self._key_units: _Counts | None = None
+        self._asked_units: _Counts | None = None
+        if kernel is not None:  # each end gets half the link's units; each demand asks for whole units
+            self._key_units = _Counts([kernel.rng(f"link/{n}") for n in self.names],
+                                      np.repeat(self.rate * period_s / 2 / UNIT_BITS, 2), periods)
+            self._asked_units = _Counts([kernel.rng(f"demand/{d.name}") for d in self.demands],
+                                        self._want * period_s / UNIT_BITS, periods)
 
     # -- the processes -------------------------------------------------------------------------------
 
@@ -281,13 +403,23 @@ class _Run:
         return np.array([a in self.node_down or b in self.node_down for a, b in self.ends], dtype=bool)
 
     def step(self, dt: float) -> None:
-        made = self._made * dt
-        self.generated += np.minimum(made, POOL_CAP_BITS / 2 - self.pool)
-        self.pool = np.minimum(self.pool + made, POOL_CAP_BITS / 2)
-        want = self._want * dt
+        """One period: the links make key into their pools (a full pool discards it), then the
+        demands are served, higher priorities first."""
+        if self._key_units is not None and self._asked_units is not None:
+            made = self._key_units.draw() * UNIT_BITS * (self._made > 0)
+            want = self._asked_units.draw() * UNIT_BITS
+        else:
+            made, want = self._made * dt, self._want * dt
+        stored = np.minimum(made, np.maximum(POOL_CAP_BITS / 2 - self.pool, 0.0))
+        self.made += made
+        self.stored += stored
+        self.discarded += made - stored
+        self.pool += stored
         self.requested += want
         for cand, owner, members in self._classes:  # higher priority first; each class shares what is left
             self._serve(cand, owner, members, want)
+        self.pool = hand_over(self.pool)
+
 
     def _serve(self, cand: np.ndarray, owner: np.ndarray, members: np.ndarray, want: np.ndarray) -> None:
         """Serve one priority class. ``cand`` holds, per (demand, hop), the sender's pools of the
@@ -325,13 +457,13 @@ class _Run:
         if changed.size == 0 and not retry:
             return
         self.reported = state
-        for i in changed:
+        for i in changed:  # from every end that is up (a stale "down" from one end would keep it down)
             a, b = self.ends[i]
-            node = a if a not in self.node_down else b
             up = bool(a not in self.node_down and b not in self.node_down)
             report = LinkReport(self.names[i], int(stock[i] // UNIT_BITS), float(self.rate[i] * producing[i]),
                                 EVE_QBER if self.eve[i] else float(self.qber[i]), up)
-            self.ctl.report(node, [report], now_s)
+            for node in [n for n in (a, b) if n not in self.node_down] or [b]:
+                self.ctl.report(node, [report], now_s)
         moved = self.ctl.reroute(now_s)
         hard = bool(diff[[0, 3]].any())  # a link stopped, started or got an eavesdropper
         if hard or retry:
@@ -342,6 +474,7 @@ class _Run:
     def fault(self, action: FaultAction, target: str, kernel: Kernel) -> None:
         """Apply one fault of the schedule now."""
         now_s = kernel.now_s
+        self.faults.append(FaultRecord(now_s, action, target))
         if action in (FaultAction.CUT, FaultAction.RESTORE):
             self.cut[self.index[target]] = action is FaultAction.CUT
             (self.ctl.cut if action is FaultAction.CUT else self.ctl.restore)(target, now_s)
@@ -407,8 +540,11 @@ class _Run:
         self._usable = np.repeat(~self.cut & ~self._ends_down(), 2).astype(float)
 
     def result(self, name: str, duration_s: float) -> SimResult:
-        made, used, left = (x.reshape(-1, 2).sum(axis=1) for x in (self.generated, self.consumed, self.pool))
-        links = [LinkResult(n, self.ends[i], float(self.rate[i]), float(made[i]), float(used[i]), float(left[i]))
+        made, stored, used, dropped, left = (x.reshape(-1, 2).sum(axis=1) for x in
+                                             (self.made, self.stored, self.consumed, self.discarded, self.pool))
+        busiest = np.divide(used, made, out=np.zeros_like(made), where=made > 0)
+        links = [LinkResult(n, self.ends[i], float(self.rate[i]), float(made[i]), float(stored[i]), float(used[i]),
+                            float(dropped[i]), float(left[i]), float(busiest[i]))
                  for i, n in enumerate(self.names)]
         by_spec = sorted(range(len(self.demands)), key=lambda j: self.order[j])
         demands = [DemandResult(d.name, d.saes, d.rate_bps, d.priority, float(self.requested[j]),
@@ -417,4 +553,4 @@ class _Run:
                    for j, d in ((j, self.demands[j]) for j in by_spec)]
         return SimResult(name, duration_s, self.period_s, links, demands, np.array(self.times),
                          np.array(self.pool_samples).T, np.array(self.delivered_samples).T[by_spec],
-                         list(self.ctl.events))
+                         list(self.ctl.events), list(self.faults))

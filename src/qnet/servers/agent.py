@@ -24,16 +24,26 @@ import httpx
 
 from qnet.control.controller import state_from_dict
 from qnet.control.routing import LinkState
+from qnet.keys.store import KeyStore
 
 if TYPE_CHECKING:
     from qnet.servers.node import KmeNode
 
-__all__ = ["ControlAgent"]
+__all__ = ["ControlAgent", "feed_pace"]
 
+REAL_TIME_AFTER_S = 60.0
+"""A lagging link is back at real time once its feed has run photon by photon this long."""
 RATE_WINDOW_S = 60.0
 """The key rate reported is the mean over this long: links deliver key a block at a time."""
 
 log = logging.getLogger("qnet.kme")
+
+
+def feed_pace(store: KeyStore, link_id: str) -> tuple[float | None, str | None]:
+    """(seconds the link's key feed is behind real time, ``"photon"`` or ``"sampled"``), as its
+    feeder last wrote them; None where it has not (not a simulated link, or not started)."""
+    lag, mode = store.get_meta(f"lag/{link_id}"), store.get_meta(f"mode/{link_id}")
+    return (float(lag) if lag else None), (mode or ("photon" if lag else None))
 
 
 class ControlAgent:
@@ -47,6 +57,8 @@ class ControlAgent:
         self._events_sent = 0.0
         self._cut: set[str] = set()
         self._eve: set[str] = set()
+        self._lagging: set[str] = set()
+        self._photon_since: dict[str, float] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Report every period until ``stop`` is set."""
@@ -85,11 +97,34 @@ class ControlAgent:
                 history.popleft()
             (t0, first), (t1, last) = history[0], history[-1]
             rate = (last - first) * self.node.config.unit_bits / (t1 - t0) if t1 > t0 else 0.0
-            qber = store.get_meta(f"qber/{link.link_id}")
+            qber, skr = store.get_meta(f"qber/{link.link_id}"), store.get_meta(f"skr/{link.link_id}")
+            if skr:  # what the link makes (its QKD module's secret key rate), paused or not
+                rate = float(skr)
+            lag, mode = feed_pace(store, link.link_id)
+            self._note_mode(link.link_id, mode, lag)
             out.append({"link_id": link.link_id, "stored_units": store.stock(link.link_id),
                         "key_rate_bps": max(rate, 0.0), "qber": float(qber) if qber else None,
-                        "up": self.node.manager.peer_ok(link.peer)})
+                        "up": self.node.manager.peer_ok(link.peer), "lag_s": lag, "feed_mode": mode})
         return out
+
+    def _note_mode(self, link_id: str, mode: str | None, lag: float | None) -> None:
+        """Events when a link's feed cannot keep up (it samples its blocks) and when it has kept up
+        again for :data:`REAL_TIME_AFTER_S`; a feed that switches back and forth raises one of each."""
+        now = self.node.clock()
+        lagging = link_id in self._lagging
+        if mode == "sampled":
+            self._photon_since.pop(link_id, None)
+            if not lagging:
+                self._lagging.add(link_id)
+                self.node.manager.event("link-lagging", f"link {link_id}: the key feed is {lag or 0:.0f} s behind "
+                                        "real time (too few CPU cores); its blocks are sampled from the same "
+                                        "statistics, not simulated photon by photon, until it catches up")
+        elif lagging and mode == "photon":
+            since = self._photon_since.setdefault(link_id, now)
+            if now - since >= REAL_TIME_AFTER_S:
+                self._lagging.discard(link_id)
+                self.node.manager.event("link-real-time", f"link {link_id}: the key feed has kept real time for "
+                                        f"{REAL_TIME_AFTER_S:g} s, photon by photon")
 
     def apply(self, answer: dict[str, Any]) -> None:
         """Take the controller's picture: link states, cuts, session routes, the period."""

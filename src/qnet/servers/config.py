@@ -45,18 +45,26 @@ class TlsFiles(_Model):
 class SourceConfig(_Model):
     """Where a link's keys come from.
 
-    ``simulated``: the photon-level decoy-BB84 link of ``qnet.quantum``, run at each end from the
-    link's secret ``seed`` (the same keys at both ends), at ``speedup`` times its physical rate.
+    ``simulated``: the photon-level decoy-BB84 link of ``qnet.quantum``, run once from the link's
+    secret ``seed`` by the feeder of its first end, which delivers the same keys to both ends' stores
+    (as a QKD device pair delivers to its two KMEs), at ``speedup`` times its physical rate; with no
+    ``peer_store_url`` (the ends on different hosts), each end runs its own copy from the seed.
     ``prng``: SHAKE-256 of the seed, as fast as the store takes it: for load tests only, not QKD keys.
+    ``device`` overrides the link's device parameters by name (``misalignment``, ``detector_efficiency``,
+    ``dark_count_prob``, ...: the fields of :class:`qnet.physics.bb84.BB84DecoyParams`).
     """
 
     kind: Literal["simulated", "prng"] = "simulated"
     seed: int = Field(ge=0)
     length_km: float = Field(default=25.0, gt=0, le=500)
     attenuation_db_per_km: float = Field(default=0.2, ge=0, le=10)
-    pulses_per_block: int = Field(default=10**8, ge=10**6, le=10**10)
+    pulses_per_block: int = Field(default=10**8, ge=10**6, le=10**11)
     speedup: float = Field(default=1.0, gt=0, le=1e6)
     max_units: int = Field(default=100_000, ge=1)
+    device: dict[str, float] = {}
+    mode: Literal["photon", "sampled"] = "photon"
+    """``sampled``: blocks by block-level sampling from the start (the machine has too few cores for
+    this link's photon-level simulation); ``photon``: photon by photon, sampling only while behind."""
 
 
 class LinkConfig(_Model):
@@ -71,6 +79,9 @@ class LinkConfig(_Model):
     low_water_units: int = Field(default=0, ge=0)
     """Below this many servable units the KME raises a ``pool-low`` event (0: never)."""
     source: SourceConfig
+    peer_store_url: str | None = None
+    """The peer KME's store, where this link's single simulation delivers the peer's copy of each key
+    (None: each end simulates the link itself)."""
 
 
 class NetworkView(_Model):
@@ -143,12 +154,16 @@ def _resolve(config: KmeConfig, base: Path) -> KmeConfig:
         return p if p.is_absolute() else (base / p)
 
     tls = TlsFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert), key=fix(config.tls.key))
-    links = [link.model_copy(update={"peer_verify_key": fix(link.peer_verify_key)}) for link in config.links]
-    url = config.store_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = "sqlite:///" + str(fix(Path(url.removeprefix("sqlite:///"))))
+    def fix_url(url: str) -> str:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return "sqlite:///" + str(fix(Path(url.removeprefix("sqlite:///"))))
+        return url
+
+    links = [link.model_copy(update={"peer_verify_key": fix(link.peer_verify_key),
+                                     "peer_store_url": link.peer_store_url and fix_url(link.peer_store_url)})
+             for link in config.links]
     return config.model_copy(update={"tls": tls, "links": links, "signing_key": fix(config.signing_key),
-                                     "store_url": url})
+                                     "store_url": fix_url(config.store_url)})
 
 
 def load_config(path: Path) -> KmeConfig:

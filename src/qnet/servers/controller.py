@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -47,10 +48,10 @@ from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.metrics import ControllerMetrics
 from qnet.servers.config import ControllerConfig
 from qnet.servers.dashboard import create_dashboard
-from qnet.servers.fcaps import add_management_routes, wire
+from qnet.servers.fcaps import add_management_routes, stream_closing, wire
 from qnet.servers.kme import PeerCertProtocol, add_metrics, route_name, tls13
 
-__all__ = ["controller_from_config", "create_app", "serve"]
+__all__ = ["EventStreamServer", "controller_from_config", "create_app", "serve"]
 
 log = logging.getLogger("qnet.controller")
 API = "/control/v1"
@@ -250,18 +251,19 @@ def serve(config: ControllerConfig) -> None:
     ctl = controller_from_config(config)
     store = AlarmStore(config.store_url or "sqlite://")
     app = create_app(ctl, operators=frozenset(config.operators), alarms=store)
-    main = uvicorn.Server(uvicorn.Config(
+    main = EventStreamServer(uvicorn.Config(
         app, host=config.host, port=config.port, http=PeerCertProtocol, loop="uvloop",
         ssl_certfile=str(config.tls.cert), ssl_keyfile=str(config.tls.key), ssl_ca_certs=str(config.tls.ca),
         ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_context_factory=tls13, log_level="warning", access_log=False,
-    ))
+    ), stream_closing(app))
     if config.dashboard_port is None:
         main.run()
         return
     dashboard = create_dashboard(ctl, store, EventBroker(), token=config.dashboard_token or secrets.token_urlsafe(16),
                                  clock=time.time, name=config.name, positions=config.positions)
-    beside = _QuietServer(uvicorn.Config(dashboard, host="127.0.0.1", port=config.dashboard_port, loop="uvloop",
-                                         log_level="warning", access_log=False))
+    beside = EventStreamServer(uvicorn.Config(dashboard, host="127.0.0.1", port=config.dashboard_port, loop="uvloop",
+                                              log_level="warning", access_log=False),
+                               stream_closing(dashboard), signals=False)
 
     async def both() -> None:
         async def controller_then_stop() -> None:
@@ -274,9 +276,30 @@ def serve(config: ControllerConfig) -> None:
     uvloop.run(both())
 
 
-class _QuietServer(uvicorn.Server):
-    """A server that leaves the signals to the one beside it (which stops it when it stops)."""
+class EventStreamServer(uvicorn.Server):
+    """A uvicorn server that, when it starts to shut down, first ends its app's event streams
+    (``closing``, from :func:`~qnet.servers.fcaps.stream_closing`): each sends its last event and
+    chunk, so that the shutdown does not wait on them forever nor cut them off mid-stream.
+
+    Args:
+        config: uvicorn's configuration.
+        closing: the app's stream-closing event.
+        signals: whether it handles SIGINT and SIGTERM itself; the dashboard leaves them to the
+            controller's server beside it, which stops it when it stops.
+    """
+
+    def __init__(self, config: uvicorn.Config, closing: asyncio.Event, *, signals: bool = True) -> None:
+        super().__init__(config)
+        self.closing, self.signals = closing, signals
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.closing.set()  # before uvicorn waits for the connections to finish their responses
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        yield
+        if not self.signals:
+            yield
+            return
+        with super().capture_signals():
+            yield

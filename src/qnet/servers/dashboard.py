@@ -12,7 +12,8 @@ endpoint                                                what
 ``GET  /api/state``                                     nodes (map positions), links, sessions, alarms,
                                                         recent events
 ``GET  /api/history?link=ID``                           a link's key rate and QBER, one sample a period
-``GET  /api/stream``                                    server-sent events: every controller event
+``GET  /api/stream``                                    server-sent events: every controller event, and
+                                                        ``closing`` when the server stops
 ``POST /api/links/{id}/cut`` | ``/restore``             take a link out of service / put it back
 ``POST|DELETE /api/links/{id}/eavesdropper``            start / stop a simulated eavesdropper
 ``POST|DELETE /api/nodes/{node}/drain``                 drain / undrain a node
@@ -39,7 +40,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from qnet.control.controller import ControlError, Controller
 from qnet.management.alarms import AlarmStore, EventBroker
-from qnet.servers.fcaps import add_operator_actions, sse_stream
+from qnet.servers.fcaps import add_operator_actions, sse_stream, stream_closing
 
 __all__ = ["COOKIE", "HISTORY_SAMPLES", "create_dashboard"]
 
@@ -94,8 +95,8 @@ def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *,
 
     @app.get("/api/stream")
     async def stream(request: Request) -> StreamingResponse:
-        return StreamingResponse(sse_stream(broker, request, "qnet dashboard events"), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
+        return StreamingResponse(sse_stream(broker, request, "qnet dashboard events", closing=stream_closing(app)),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     add_operator_actions(app, "/api", ctl, clock, lambda _: "the dashboard")  # the token is checked first
     return app
@@ -128,15 +129,20 @@ def snapshot(ctl: Controller, store: AlarmStore, now_s: float, *, name: str = "q
                    "saes": sorted(saes.get(n, []))} for n in nodes],
         "links": [{"link_id": lid, "ends": list(link.ends), "up": links[lid]["up"], "cut": link.cut,
                    "eavesdropper": link.eavesdropper, "alarms": sorted(link.alarms),
-                   "stored_units": links[lid]["stored_units"] if link.reports else None,
-                   "key_rate_bps": links[lid]["key_rate_bps"] if link.reports else None,
-                   "qber": links[lid]["qber"] if link.reports else None}
+                   **_measured(links[lid] if link.reports else {})}
                   for lid, link in ctl.links.items()],
         "sessions": [s.as_dict() for s in ctl.sessions.values()],
         "alarms": [a.as_dict() for a in alarms if a.cleared_s is None]
         + [a.as_dict() for a in alarms if a.cleared_s is not None][:30],
         "events": [e.as_dict() for e in list(ctl.events)[-40:]][::-1],
     }
+
+
+def _measured(state: Mapping[str, Any]) -> dict[str, Any]:
+    """What a link's reports say (None before any): stock, key rate, QBER, and how far its key feed
+    is behind real time (``lag_s``, s) and how it runs (``feed_mode``: ``photon`` or ``sampled``),
+    None where the key managers do not say."""
+    return {key: state.get(key) for key in ("stored_units", "key_rate_bps", "qber", "lag_s", "feed_mode")}
 
 
 def circle(nodes: list[str]) -> dict[str, tuple[float, float]]:

@@ -38,7 +38,8 @@ from qnet.management.inventory import network_inventory, qkd_node
 if TYPE_CHECKING:
     from qnet.servers.node import KmeNode
 
-__all__ = ["KmeView", "add_kme_inventory_route", "add_management_routes", "add_operator_actions", "sse_stream", "wire"]
+__all__ = ["KmeView", "add_kme_inventory_route", "add_management_routes", "add_operator_actions", "sse_stream",
+           "stream_closing", "wire"]
 
 API = "/control/v1"
 KEEPALIVE_S = 15.0
@@ -75,8 +76,8 @@ def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, brok
     @app.get(f"{API}/events/stream")
     async def stream(request: Request) -> StreamingResponse:
         caller(request)
-        return StreamingResponse(sse_stream(broker, request), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
+        return StreamingResponse(sse_stream(broker, request, closing=stream_closing(app)),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     @app.get(f"{API}/inventory")
     async def inventory(request: Request) -> JSONResponse:
@@ -108,38 +109,85 @@ def add_operator_actions(app: FastAPI, prefix: str, ctl: Controller, clock: Call
         ctl.restore(link_id, clock())
         return JSONResponse({"link_id": link_id, "cut": False})
 
-    @app.api_route(f"{prefix}/links/{{link_id}}/eavesdropper", methods=["POST", "DELETE"])
-    async def eavesdropper(link_id: str, request: Request) -> JSONResponse:
-        operator(request)
-        on = request.method == "POST"
+    def eavesdrop(link_id: str, *, on: bool) -> JSONResponse:
         ctl.eavesdrop(link_id, on, clock())
         return JSONResponse({"link_id": link_id, "eavesdropper": on})
 
-    @app.api_route(f"{prefix}/nodes/{{node}}/drain", methods=["POST", "DELETE"])
-    async def drain(node: str, request: Request) -> JSONResponse:
-        operator(request)
-        on = request.method == "POST"
+    def drain(node: str, *, on: bool) -> JSONResponse:
         ctl.drain(node, on, clock())
         return JSONResponse({"node": node, "drained": on})
 
+    # one handler per method: a route serving two methods gets one OpenAPI operation ID for both,
+    # and FastAPI warns "Duplicate Operation ID" when it builds the document
+    @app.post(f"{prefix}/links/{{link_id}}/eavesdropper")
+    async def eavesdropper_on(link_id: str, request: Request) -> JSONResponse:
+        operator(request)
+        return eavesdrop(link_id, on=True)
 
-async def sse_stream(broker: EventBroker, request: Request,
-                     hello: str = "qnet controller events") -> AsyncIterator[str]:
+    @app.delete(f"{prefix}/links/{{link_id}}/eavesdropper")
+    async def eavesdropper_off(link_id: str, request: Request) -> JSONResponse:
+        operator(request)
+        return eavesdrop(link_id, on=False)
+
+    @app.post(f"{prefix}/nodes/{{node}}/drain")
+    async def drain_node(node: str, request: Request) -> JSONResponse:
+        operator(request)
+        return drain(node, on=True)
+
+    @app.delete(f"{prefix}/nodes/{{node}}/drain")
+    async def undrain_node(node: str, request: Request) -> JSONResponse:
+        operator(request)
+        return drain(node, on=False)
+
+
+def stream_closing(app: FastAPI) -> asyncio.Event:
+    """The event that ends every event stream of ``app``: its server sets it when it starts to shut
+    down (:class:`qnet.servers.controller.EventStreamServer`), so that each stream sends a last
+    ``closing`` event and ends its response, instead of being cut off mid-stream."""
+    closing = getattr(app.state, "sse_closing", None)
+    if closing is None:
+        closing = app.state.sse_closing = asyncio.Event()
+    return closing
+
+
+async def sse_stream(broker: EventBroker, request: Request, hello: str = "qnet controller events", *,
+                     closing: asyncio.Event | None = None) -> AsyncIterator[str]:
     """Server-sent events: ``event: TYPE`` / ``data: {json}`` per event, a comment every 15 s to keep
-    the line open (the controller's API and the dashboard share it)."""
+    the line open (the controller's API and the dashboard share it). When ``closing`` is set (the
+    server is stopping) it sends ``event: closing`` and ends: the response then ends with its last
+    chunk, and a browser sees a finished stream rather than ERR_INCOMPLETE_CHUNKED_ENCODING.
+
+    One read of the subscription stays pending across keep-alives: cancelling it (as a timeout
+    around each read would) would end the subscription after the first quiet 15 s.
+    """
     events = broker.subscribe()
-    yield f": {hello}\n\n"
+    stop = closing if closing is not None else asyncio.Event()
+    stopping = asyncio.ensure_future(stop.wait())
+    following: asyncio.Task[dict[str, Any]] | None = None
     try:
-        while not await request.is_disconnected():
-            try:
-                event: dict[str, Any] = await asyncio.wait_for(events.__anext__(), KEEPALIVE_S)
-            except TimeoutError:
+        yield f": {hello}\n\n"
+        while not stop.is_set() and not await request.is_disconnected():
+            following = following or asyncio.ensure_future(_next(events))
+            done, _ = await asyncio.wait({following, stopping}, timeout=KEEPALIVE_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if following in done:
+                event, following = following.result(), None
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            elif not done:
                 yield ": keep-alive\n\n"
-                continue
-            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        if stop.is_set():
+            yield 'event: closing\ndata: {"reason": "the server is stopping"}\n\n'
     finally:
+        stopping.cancel()
+        if following is not None:
+            following.cancel()
+            await asyncio.wait({following})
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _next(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    return await anext(events)
 
 
 @dataclass(frozen=True)

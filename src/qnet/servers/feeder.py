@@ -1,42 +1,60 @@
-"""The key feeds of one KME: a child process that runs its links' key sources in turn and writes
-their units into the KME's store (the QKD modules beside a key manager).
+"""The key feeds of one KME: a child process that runs its links' QKD device pairs in turn and
+writes their keys into the key managers' stores (the QKD modules beside a key manager).
+
+**One simulation per link.** A QKD device pair delivers one key to its two KMEs. So each simulated
+link runs once, in the feeder of its first end, which writes each key into both ends' stores
+(``peer_store_url``): both ends receive the same units by construction, and the link costs one
+simulation's CPU, not two. A link whose ends are on different hosts (no ``peer_store_url``) falls
+back to a copy of the simulation at each end, seeded alike. Both ends are
+:class:`~qnet.keys.source.KeySource` objects; the feeder uses nothing else of a source.
+
+**Real time, and saying when it is not.** A link the deployment planned as ``sampled`` (the machine
+has too few cores to simulate every link photon by photon: ``qnet.scenarios.deploy.plan_feed_modes``)
+samples all its blocks. Each round runs at most one block per link. A link whose
+feed has fallen more than :data:`LAG_TOLERANCE_S` (or one block) behind the wall clock makes its next
+blocks by block-level sampling of the same statistics (:class:`qnet.quantum.link.FeedMode`), up to
+:data:`SAMPLED_BLOCKS_PER_ROUND` a round, until it has caught up; the lag, the mode and the number of
+sampled blocks are written to both stores' meta table, from which ``/metrics``, the controller and
+the dashboard read them.
 
 It runs in its own process so that the photon simulation and post-processing (numpy, numba) never
-hold up the server's event loop. It stops when its parent dies (checked each round), caps what it
-holds at ``max_units``, and replays harmlessly after a restart: units already stored are skipped.
+hold up the server's event loop, and ends with its parent (``PR_SET_PDEATHSIG`` on Linux, and a check
+each round). A link whose pools are full lets its time pass unrun (the key a full store cannot take
+is not made). It replays harmlessly after a restart: units already stored are skipped.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
+from qnet.keys.source import KeySource
 from qnet.keys.store import KeyStore
 from qnet.physics.bb84 import BB84DecoyParams
-from qnet.quantum.link import SimulatedLink
+from qnet.quantum.link import FeedMode, SimulatedLink
 from qnet.servers.config import LinkConfig, SourceConfig, load_config
 
 EVE_QBER = 0.25
 """The QBER an intercept-resend eavesdropper on every pulse causes (1/2 wrong basis x 1/2 wrong bit)."""
+LAG_TOLERANCE_S = 3.0
+"""A link's feed may run this far (or one block, if longer) behind the wall clock before its blocks
+are sampled instead of simulated photon by photon."""
 
-__all__ = ["LinkFeed", "PrngSource", "feed", "feeder_main", "make_source"]
+SKR_BLOCKS = 6
+"""The secret key rate a feed reports is the mean over its last this many blocks."""
+SAMPLED_BLOCKS_PER_ROUND = 10
+"""A sampled link catches up this many blocks per round (a photon-level one, one block)."""
 
-
-class _Unit(Protocol):
-    @property
-    def key_ID(self) -> str: ...
-    @property
-    def key(self) -> bytes: ...
-
-
-class _Source(Protocol):
-    def take(self, now_s: float) -> Sequence[_Unit]: ...
+__all__ = ["EVE_QBER", "LAG_TOLERANCE_S", "LinkFeed", "PrngSource", "feed", "feeder_main", "make_feeds"]
 
 
 @dataclass(frozen=True)
@@ -49,8 +67,8 @@ class PrngSource:
     """Units from SHAKE-256 of a seed, ``batch`` per call: identical at both ends, as fast as asked.
     A stand-in for load tests; its keys are not QKD keys."""
 
-    def __init__(self, seed: int, unit_bits: int, batch: int = 2000) -> None:
-        self.seed, self.unit_bytes, self.batch, self.count = seed, unit_bits // 8, batch, 0
+    def __init__(self, link_id: str, seed: int, unit_bits: int, batch: int = 2000) -> None:
+        self.link_id, self.seed, self.unit_bytes, self.batch, self.count = link_id, seed, unit_bits // 8, batch, 0
 
     def take(self, now_s: float) -> list[_PrngUnit]:
         """The next ``batch`` units (the clock is ignored)."""
@@ -62,93 +80,179 @@ class PrngSource:
         return out
 
 
-def make_source(kme_id: str, link: LinkConfig, unit_bits: int) -> _Source:
-    """This end's key source for ``link``."""
+def _simulated(link: LinkConfig, unit_bits: int) -> SimulatedLink:
     src: SourceConfig = link.source
-    if src.kind == "prng":
-        return PrngSource(src.seed, unit_bits)
-    device = BB84DecoyParams(attenuation_db_per_km=src.attenuation_db_per_km)
-    sim = SimulatedLink(link.link_id, device, length_km=src.length_km, pulses_per_block=src.pulses_per_block,
-                        seed=src.seed, speedup=src.speedup, key_bits=unit_bits, replicated=True)
-    return sim.alice if kme_id == link.ends[0] else sim.bob
+    overrides: dict[str, Any] = dict(src.device)
+    device = replace(BB84DecoyParams(), **overrides, attenuation_db_per_km=src.attenuation_db_per_km)
+    return SimulatedLink(link.link_id, device, length_km=src.length_km, pulses_per_block=src.pulses_per_block,
+                         seed=src.seed, speedup=src.speedup, key_bits=unit_bits, replicated=True)
 
 
 @dataclass
 class LinkFeed:
-    """One link's source and how far its clock has been fed."""
+    """One link's sources, the stores they deliver to (this end's first), and its clock.
+
+    ``sources[i]`` delivers into ``stores[i]``: both ends of one simulation when the feed runs the
+    device pair, this end alone otherwise.
+    """
 
     link: LinkConfig
-    source: _Source
+    sources: Sequence[KeySource]
+    stores: Sequence[KeyStore]
     epoch: float
     step_s: float
     """At most this much wall time per round (one block), so that a feed catching up after a
     restart still lets the other links and the parent check run between blocks."""
+    sim: SimulatedLink | None = None
+    """The simulation behind the sources (for pacing), if simulated."""
     fed_until: float = 0.0
     attacked: bool = False
+    _written: dict[str, str] = field(default_factory=dict)
 
-    def round(self, store: KeyStore) -> int:
-        """Move what the source has made by now into ``store``; returns the units added."""
-        link = self.link
-        eve = store.get_meta(f"eve/{link.link_id}") == "1"
-        if eve:  # a simulated intercept-resend attack: QBER about 25 %, so every block is aborted
-            store.set_meta(f"qber/{link.link_id}", repr(EVE_QBER))
-        elif self.attacked:  # the attack stopped: the link's own QBER again (unknown until its next block)
-            qber = _last_qber(self.source)
-            store.set_meta(f"qber/{link.link_id}", "" if qber is None else repr(qber))
-        self.attacked = eve
-        if store.held(link.link_id) >= link.source.max_units:
+    @property
+    def own(self) -> KeyStore:
+        """This KME's store."""
+        return self.stores[0]
+
+    def round(self, now: float | None = None) -> int:
+        """Move what the link has made by now into the stores; returns the units added here."""
+        link, now = self.link, time.time() if now is None else now
+        eve = self.own.get_meta(f"eve/{link.link_id}") == "1"
+        self._note_attack(eve)
+        elapsed = now - self.epoch
+        if any(s.held(link.link_id) >= link.source.max_units for s in self.stores):
+            if self.sim is not None:  # the pools are full: the link's time passes, no key is made
+                self.sim.skip_until(elapsed)
+            self.fed_until = elapsed
+            self._meta("lag", "0.0")
             return 0
-        self.fed_until = min(time.time() - self.epoch, self.fed_until + self.step_s)
-        units = self.source.take(self.fed_until)
-        if store.get_meta(f"cut/{link.link_id}") == "1":  # the operator cut the link: what it made is lost
+        lag = self._pace(elapsed)
+        sampled = self.sim is not None and self.sim.mode is FeedMode.SAMPLED
+        self.fed_until = min(elapsed, self.fed_until + self.step_s * (SAMPLED_BLOCKS_PER_ROUND if sampled else 1))
+        made = [source.take(self.fed_until) for source in self.sources]
+        self._meta("lag", f"{lag:.1f}")
+        if self.own.get_meta(f"cut/{link.link_id}") == "1" or eve:  # cut, or every block aborted: lost
+            self._meta("skr", "0")
             return 0
-        if eve:
-            return 0
-        added = store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), time.time())
-        qber = _last_qber(self.source)
-        if qber is not None:
-            store.set_meta(f"qber/{link.link_id}", repr(qber))
+        added = [store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), now)
+                 for store, units in zip(self.stores, made, strict=True)]
+        self._after_block(made[0])
+        return added[0]
+
+    def _pace(self, elapsed: float) -> float:
+        """How far behind the wall clock the feed is (s); chooses the next blocks' mode from it."""
+        sim = self.sim
+        if sim is None:
+            return 0.0
+        block_wall = sim.block_seconds / sim.speedup
+        lag = max(elapsed - (sim.blocks_done() + 1) * block_wall, 0.0)
+        behind = lag > max(LAG_TOLERANCE_S, block_wall)
+        mode = FeedMode.SAMPLED if behind or self.link.source.mode == "sampled" else FeedMode.PHOTON
+        if mode is not sim.mode:
+            sim.mode = mode
+            self._meta("mode", mode.value)
+        return lag
+
+    def _after_block(self, units: Sequence[object]) -> None:
+        sim, link = self.sim, self.link
+        if sim is None:
+            return
+        if sim.reports:
+            self._meta("qber", repr(float(sim.reports[-1].qber_estimate)))
+            recent = sim.reports[-SKR_BLOCKS:]  # the device's secret key rate, as a QKD module reports it
+            skr = sum(r.net_bits for r in recent) / (len(recent) * sim.block_seconds) * sim.speedup
+            self._meta("skr", f"{skr:.6g}")
+        self._meta("sampled", str(sim.sampled))
         if units:  # how far the link's own clock has got (it lags the wall clock on a busy machine)
-            store.set_meta(f"link_s/{link.link_id}", repr(self.fed_until * link.source.speedup))
-        return added
+            self._meta("link_s", repr(self.fed_until * link.source.speedup))
+
+    def _note_attack(self, eve: bool) -> None:
+        """A simulated intercept-resend attack: QBER about 25 %, so every block is aborted; once it
+        stops, the link's own QBER again (unknown until its next block)."""
+        if eve:
+            self._meta("qber", repr(EVE_QBER))
+        elif self.attacked:
+            last = self.sim.reports[-1].qber_estimate if self.sim is not None and self.sim.reports else None
+            self._meta("qber", "" if last is None else repr(float(last)))
+        self.attacked = eve
+
+    def _meta(self, name: str, value: str) -> None:
+        """Write ``value`` under ``name/LINK`` in every store (skipped when unchanged)."""
+        if self._written.get(name) == value:
+            return
+        self._written[name] = value
+        for store in self.stores:
+            store.set_meta(f"{name}/{self.link.link_id}", value)
 
 
-def feed(store: KeyStore, feeds: Sequence[LinkFeed], *, rounds: int | None = None, pause_s: float = 0.1) -> int:
+def make_feeds(kme_id: str, links: Sequence[LinkConfig], store: KeyStore, unit_bits: int) -> list[LinkFeed]:
+    """The feeds this KME's feeder runs: every link it is the first end of (both ends' stores), and
+    links without a ``peer_store_url`` (this end alone); none for links the other end runs."""
+    feeds = []
+    for link in links:
+        pair = link.peer_store_url is not None
+        if pair and kme_id != link.ends[0]:
+            continue  # the device pair runs in the first end's feeder
+        stores = [store]
+        if link.peer_store_url:
+            stores.append(KeyStore(link.peer_store_url, link.peer, lifetime_s=store.lifetime_s))
+        epoch = float(store.set_meta_once(f"epoch/{link.link_id}", repr(time.time())))
+        for other in stores[1:]:
+            other.set_meta_once(f"epoch/{link.link_id}", repr(epoch))
+        src = link.source
+        if src.kind == "prng":
+            sources: list[KeySource] = [PrngSource(link.link_id, src.seed, unit_bits) for _ in stores]
+            feeds.append(LinkFeed(link, sources, stores, epoch, step_s=1.0))
+            continue
+        sim = _simulated(link, unit_bits)
+        if src.mode == "sampled":  # planned: the machine has too few cores for this link photon by photon
+            sim.mode = FeedMode.SAMPLED
+            for other in stores:
+                other.set_meta(f"mode/{link.link_id}", FeedMode.SAMPLED.value)
+        own_end, other_end = (sim.alice, sim.bob) if kme_id == link.ends[0] else (sim.bob, sim.alice)
+        feeds.append(LinkFeed(link, [own_end, other_end][:len(stores)], stores, epoch,
+                              step_s=sim.block_seconds / sim.speedup, sim=sim))
+    return feeds
+
+
+def feed(feeds: Sequence[LinkFeed], *, rounds: int | None = None, pause_s: float = 0.1) -> int:
     """Feed every link in turn until stopped (``rounds`` rounds, or for ever while the parent
-    lives); sleeps ``pause_s`` when a whole round made nothing. Returns the units added."""
+    lives); sleeps ``pause_s`` when a whole round made nothing. Returns the units added here."""
     parent, added, done = os.getppid(), 0, 0
     while rounds is None or done < rounds:
         done += 1
         if rounds is None and os.getppid() != parent:
             break  # the KME died: a QKD module without its key manager stops
-        made = sum(f.round(store) for f in feeds)
+        made = sum(f.round() for f in feeds)
         added += made
         if not made:
             time.sleep(pause_s)
     return added
 
 
-def _last_qber(source: _Source) -> float | None:
-    """The QBER the link estimated on its last block (simulated links; None for the PRNG)."""
-    reports = getattr(getattr(source, "link", None), "reports", None)
-    return float(reports[-1].qber_estimate) if reports else None
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (even by kill -9)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def feeder_main(config_path: str) -> None:
     """Entry point of the feeder process of the KME configured at ``config_path``: one process runs
     all its links in turn (a process per link costs a few hundred MB each: numpy, numba)."""
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.nice(10)  # the photon simulation yields the cores to the key managers' requests
     config = load_config(Path(config_path))
     store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
-    feeds = []
-    for link in config.links:
-        epoch = float(store.set_meta_once(f"epoch/{link.link_id}", repr(time.time())))
-        src = link.source
-        step = src.pulses_per_block / BB84DecoyParams().rep_rate_hz / src.speedup  # one block
-        feeds.append(LinkFeed(link, make_source(config.kme_id, link, config.unit_bits), epoch, step))
+    feeds = make_feeds(config.kme_id, config.links, store, config.unit_bits)
     try:
-        feed(store, feeds)
-    except KeyboardInterrupt:
+        if feeds:
+            feed(feeds)
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        for f in feeds:
+            for other in f.stores[1:]:
+                other.close()
         store.close()

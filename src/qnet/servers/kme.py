@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import signal
+import socket
 import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from types import FrameType
 from typing import Annotated, Any
 
 import uvicorn
@@ -27,10 +31,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qnet.clients.km import PeerError
+from qnet.errors import QNetError
 from qnet.keys.store import NOT_YET_ASSIGNED, StoreError
 from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetrics
 from qnet.security.envelope import EnvelopeError, open_envelope
@@ -39,14 +45,18 @@ from qnet.servers.fcaps import add_kme_inventory_route
 from qnet.servers.node import Broadcast, KmeNode
 from qnet.service.etsi014 import Etsi014Error, KmeLimits, keys_body
 
-__all__ = ["PeerCertProtocol", "RequestMetricsMiddleware", "add_metrics", "create_app", "serve", "tls13",
-           "uvicorn_config"]
+__all__ = ["PeerCertProtocol", "PortInUseError", "RequestMetricsMiddleware", "add_metrics", "create_app",
+           "listen_socket", "serve", "tls13", "uvicorn_config"]
 
 log = logging.getLogger("qnet.kme")
 
 API = "/api/v1/keys"
 ASSIGN_WAIT_S = 3.0
 """How long a slave's dec_keys waits for the master KME's ``assign`` message still on its way."""
+LARGE_UNITS = 2048
+"""An enc_keys request for more units than this is served from a worker thread, off the event loop."""
+LARGE_MESSAGE_BYTES = 256 * 1024
+"""A KM-to-KM message larger than this is verified and applied in a worker thread."""
 LIMITS = KmeLimits()
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Number = Annotated[int, Field(ge=1, le=LIMITS.max_key_per_request)]
@@ -178,11 +188,13 @@ def create_app(node: KmeNode) -> FastAPI:
     assigned = Broadcast()
     node.manager.assigned = assigned.fire  # type: ignore[method-assign]
 
-    async def call(fn: Callable[..., dict[str, Any]], *args: Any) -> JSONResponse:
+    async def call(fn: Callable[..., dict[str, Any]], *args: Any, large: bool = False) -> JSONResponse:
         # inline on the event loop: a store call takes well under a millisecond (a few for 128 keys),
         # and a hop to a worker thread plus the GIL hand-over cost more than they save (measured:
-        # 15,000 keys/s inline against 12,000 in threads at 128 keys per request)
-        return JSONResponse(fn(*args))
+        # 15,000 keys/s inline against 12,000 in threads at 128 keys per request); a large request
+        # (1024 keys of 8192 bits: 32,768 units) goes to a thread, so the loop keeps serving the
+        # other SAEs and the KM-to-KM channel meanwhile
+        return JSONResponse(await asyncio.to_thread(fn, *args) if large else fn(*args))
 
     async def dec(caller: str, master: str, key_ids: list[str]) -> JSONResponse:
         """dec_keys, waiting up to ASSIGN_WAIT_S for an assign message still on its way."""
@@ -208,8 +220,9 @@ def create_app(node: KmeNode) -> FastAPI:
         plan = svc.enc_plan(*args)
         if plan.relayed:
             return JSONResponse(keys_body(await metrics.relayed("started", node.relay_keys(plan))))
-        response = await call(svc.deliver, plan)
-        await node.assigns_sent()
+        units = plan.number * -(-plan.size // node.manager.unit_bits)
+        response = await call(svc.deliver, plan, large=units > LARGE_UNITS)
+        await node.assigns_sent(timeout_s=2.0 + plan.number * plan.size / 4e6)
         return response
 
     @app.get(f"{API}/{{slave_SAE_ID}}/enc_keys", response_model=KeyContainer, summary="Get key")
@@ -233,22 +246,32 @@ def create_app(node: KmeNode) -> FastAPI:
 
     @app.post("/km/v1/messages", include_in_schema=False)
     async def km_message(request: Request) -> JSONResponse:
-        return await _km_message(node, await request.body(), _caller(request), metrics)
+        try:
+            data = await request.body()
+        except ClientDisconnect:  # the peer gave up; it resends from its outbox
+            return _error(400, "the peer disconnected before its message arrived")
+        return await _km_message(node, data, _caller(request), metrics, offload=len(data) > LARGE_MESSAGE_BYTES)
 
     return app
 
 
-async def _km_message(node: KmeNode, data: bytes, peer: str, metrics: KMEMetrics) -> JSONResponse:
+async def _km_message(node: KmeNode, data: bytes, peer: str, metrics: KMEMetrics, *,
+                      offload: bool = False) -> JSONResponse:
+    """Verify and apply one KM-to-KM message; a large one (``offload``) is verified and applied in a
+    worker thread, so that the event loop keeps serving meanwhile (relay hops stay on the loop)."""
+    async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs) if offload else fn(*args, **kwargs)
+
     try:
-        opened = open_envelope(data, receiver=node.kme_id, verify_keys=node.verify_keys, now_s=node.clock(),
-                               tls_peer=peer)
+        opened = await run(open_envelope, data, receiver=node.kme_id, verify_keys=node.verify_keys,
+                           now_s=node.clock(), tls_peer=peer)
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _error(401, f"KM-to-KM message refused: {exc.reason}")
     relayed = opened.body.get("type") == "relay"
     try:
         return JSONResponse(await metrics.relayed("forwarded", node.relay_hop(opened)) if relayed
-                            else node.manager.handle(opened))
+                            else await run(node.manager.handle, opened))
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _error(401, f"KM-to-KM message refused: {exc.reason}")
@@ -362,11 +385,78 @@ def uvicorn_config(node: KmeNode, *, log_level: str = "warning") -> uvicorn.Conf
                           access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=3)
 
 
-def serve(node: KmeNode, *, feeders: bool = True) -> None:
-    """Run one KME until interrupted."""
-    sys.setswitchinterval(0.0005)  # request threads hand the GIL on quickly: latency, not throughput, rules here
-    node.start(feeders=feeders)
+class PortInUseError(QNetError):
+    """A server's port is held by another process (another qnet network, or any other program).
+
+    Args:
+        busy: ``(host, port, what)`` of each port found in use; ``what`` names the server, e.g. ``"KME of Alice"``.
+        hint: what to do about it, appended to the message.
+    """
+
+    def __init__(self, busy: list[tuple[str, int, str]], hint: str = "") -> None:
+        self.busy = busy
+        ports = ", ".join(f"{port} ({what})" for _, port, what in busy)
+        hosts = ", ".join(sorted({host for host, _, _ in busy}))
+        verb = "is" if len(busy) == 1 else "are"
+        super().__init__(f"port{'s' * (len(busy) > 1)} {ports} on {hosts} {verb} already in use by another "
+                         f"process{': ' + hint if hint else ''}")
+
+
+def listen_socket(host: str, port: int, what: str, *, hint: str = "") -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening, for a server to serve on.
+
+    Binding here, before anything else starts, turns a port in use into one clear error (and no
+    feeder or thread is left behind); uvicorn then serves on this very socket, so no other process
+    can take the port in between.
+
+    Raises:
+        PortInUseError: if another process holds the port.
+        QNetError: if the address cannot be bound for another reason (e.g. not an address of this host).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a TIME_WAIT is no conflict
     try:
-        uvicorn.Server(uvicorn_config(node)).run()
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError([(host, port, what)], hint) from None
+        raise QNetError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
+    return sock
+
+
+def _interrupt(signum: int, _: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def serve(node: KmeNode, *, feeders: bool = True) -> None:
+    """Run one KME until SIGINT or SIGTERM, then stop it cleanly (its feeders and threads too).
+
+    Both signals get a handler here, SIGINT included (a shell starts background jobs with SIGINT
+    ignored); uvicorn shuts down gracefully on either and then re-raises it, which lands in that
+    handler as :class:`KeyboardInterrupt`, after which :meth:`KmeNode.stop` runs, with further
+    signals ignored so that nothing cuts it short.
+
+    Raises:
+        PortInUseError: if the KME's port is taken (before anything starts).
+        KeyboardInterrupt: on SIGINT or SIGTERM, once the KME has stopped.
+    """
+    cfg = node.config
+    sock = listen_socket(cfg.host, cfg.port, f"KME of {node.kme_id}",
+                         hint="stop that process (a qnet network: qnet down --state-dir DIR), or make this "
+                              "deployment on other ports (qnet pki init DIR --base-port N)")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    sys.setswitchinterval(0.0005)  # request threads hand the GIL on quickly: latency, not throughput, rules here
+    try:
+        node.start(feeders=feeders)
+        uvicorn.Server(uvicorn_config(node)).run(sockets=[sock])
     finally:
-        node.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            node.stop()
+        finally:
+            sock.close()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import multiprocessing
 import threading
 import time
@@ -39,13 +38,21 @@ from qnet.clients.km import AsyncKmClient, KmClient, PeerError, tls_client_conte
 from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, Topology
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.relay import RelayRequest
+from qnet.keys.relay_policy import (
+    RELAY_IN_FLIGHT,
+    RELAY_TRIES,
+    HoldDown,
+    failed_element,
+    next_batch,
+    split,
+    units_for,
+)
 from qnet.keys.store import DeliveredKey, KeyStore, NotEnoughKey, StoreError
 from qnet.management.audit import AuditError, AuditLog, KeySupplyAudit, audit_path
 from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.agent import ControlAgent
 from qnet.servers.config import KmeConfig
-from qnet.servers.feeder import feeder_main
 from qnet.service.etsi014 import EncPlan, Etsi014Error, Etsi014Service, KeyManagerLike
 
 __all__ = ["Broadcast", "KmeNode"]
@@ -56,15 +63,6 @@ SYNC_PERIOD_S = 0.2
 CHECKPOINT_PERIOD_S = 1.0
 STARTUP_GRACE_S = 10.0
 EXPIRY_PERIOD_S = 10.0
-HOLD_DOWN_S = 5.0
-"""How long a node or link that failed a relay is routed around."""
-RELAY_TRIES = 3
-RELAY_IN_FLIGHT = 1
-"""Relays in flight per target node from here; requests arriving meanwhile queue for the next one."""
-RELAY_BATCH_UNITS = 1024
-"""At most this many units per hop in one coalesced relay (1024 keys of 256 bits, the ETSI 014
-``max_key_per_request``): bounds each hop's transaction and message, so the wait of the requests
-queued behind it. A single request larger than this still goes, alone."""
 
 
 class Broadcast:
@@ -154,20 +152,10 @@ def _audit_or_503() -> Iterator[None]:
 
 
 def _next_batch(queue: deque[_Waiting], unit_bits: int) -> list[_Waiting]:
-    """Take the head of ``queue`` and those behind it up to ``RELAY_BATCH_UNITS`` (at least one
-    request); requests whose client left are dropped. Empty when the queue is."""
-    batch: list[_Waiting] = []
-    units = 0
-    while queue:
-        waiting = queue[0]
-        cost = math.ceil(waiting.plan.size / unit_bits) * waiting.plan.number
-        if batch and units + cost > RELAY_BATCH_UNITS:
-            break
-        queue.popleft()
-        if not waiting.done.done():
-            batch.append(waiting)
-            units += cost
-    return batch
+    """The next relay batch for a target (:func:`qnet.keys.relay_policy.next_batch`): requests whose
+    client left are dropped."""
+    return next_batch(queue, lambda w: units_for(w.plan.number, w.plan.size, unit_bits),
+                      alive=lambda w: not w.done.done())
 
 
 class KmeNode:
@@ -197,7 +185,8 @@ class KmeNode:
                             tuple((a, b, lid) for a, b, lid in net.links) or
                             tuple((lk.ends[0], lk.ends[1], lk.link_id) for lk in config.links))
         self.router = Router(topology, RoutePolicy(net.max_hops, frozenset(net.excluded_nodes), net.min_key_rate_bps))
-        self._failing: dict[str, float] = {}
+        self.hold_down = HoldDown()
+        """Nodes and links that failed a relay recently (routed around)."""
         self.control_states: dict[str, LinkState] = {}
         """Every link's state as the controller last reported it (empty without a controller)."""
         self.session_routes: dict[str, list[str]] = {}
@@ -245,13 +234,15 @@ class KmeNode:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
-        if feeders and self.config_path is not None:
+        feeds = [lk for lk in self.config.links if lk.peer_store_url is None or lk.ends[0] == self.kme_id]
+        if feeders and self.config_path is not None and feeds:  # the other ends' feeders run the rest
+            from qnet.servers.feeder import feeder_main  # noqa: PLC0415 - the link physics: only feeders need it
+
             ctx = multiprocessing.get_context("spawn")
-            if self.config.links:
-                proc = ctx.Process(target=feeder_main, args=(str(self.config_path),), name=f"feeder-{self.kme_id}",
-                                   daemon=True)
-                proc.start()
-                self._feeders.append(proc)
+            proc = ctx.Process(target=feeder_main, args=(str(self.config_path),), name=f"feeder-{self.kme_id}",
+                               daemon=True)
+            proc.start()
+            self._feeders.append(proc)
 
     def stop(self) -> None:
         """Stop threads and feeders; close connections."""
@@ -281,8 +272,9 @@ class KmeNode:
         states = dict(self.control_states)
         states |= {lk.link_id: LinkState(up=False) for lk in self.config.links
                    if lk.peer in self._unreachable or lk.link_id in self.manager.out_of_service}
-        states |= {name: LinkState(up=False) for name, until in self._failing.items() if until > now}
-        avoid = [name for name, until in self._failing.items() if until > now] + sorted(self.drained)
+        held = self.hold_down.held(now)
+        states |= {name: LinkState(up=False) for name in held}
+        avoid = held + sorted(self.drained)
         pinned = self.session_routes.get(node)
         if pinned and not set(pinned[1:-1]) & set(avoid) and self.router.usable(pinned, states):
             return list(pinned)
@@ -330,8 +322,7 @@ class KmeNode:
             if len(batch) == 1:
                 batch[0].fail(Etsi014Error(503, exc.message, exc.details))
                 return
-            half = len(batch) // 2
-            for part in (batch[:half], batch[half:]):
+            for part in split(batch):
                 await self._relay_batch(target, part)
             return
         except Exception as exc:  # Etsi014Error, or a bug: every request of the batch fails alike
@@ -404,13 +395,11 @@ class KmeNode:
 
     def _relay_failed(self, next_node: str, exc: PeerError) -> str:
         """Note what failed (a node or link further on, else the next node) and hold it down."""
-        body = exc.body if isinstance(exc.body, dict) else {}
-        named = [body.get("failed")] + [d.get("failed") for d in body.get("details") or [] if isinstance(d, dict)]
-        failed = next((f for f in named if f), None) or next_node
+        failed = failed_element(next_node, exc.body)
         if exc.status is None:
             self._reachable(next_node, False, str(exc))
-        self._failing[str(failed)] = self.clock() + HOLD_DOWN_S
-        return str(failed)
+        self.hold_down.hold(failed, self.clock())
+        return failed
 
     async def send_async(self, peer: str, body: dict[str, Any]) -> dict[str, Any]:
         """Sign ``body`` and deliver it to ``peer`` from the event loop.

@@ -2,8 +2,13 @@
 
 The REST adapter (``qnet.servers.kme``) turns requests into calls here and :class:`Etsi014Error` into
 the standard's error body ``{"message", "details"}``. The status codes are the standard's only:
-200, 400 (bad request), 401 (unauthorised: unknown caller, or an SAE pair this KME does not
-serve), 503 (not enough key, or the peer KME is unreachable).
+200, 400 (bad request), 401 (unauthorised: unknown caller, an SAE pair this KME does not serve, or
+a dec_keys for keys not handed out for the caller), 503 (not enough key, or the peer KME is
+unreachable). The standard's "Get key with key IDs" says: "The KME shall reject the request with a
+401 HTTP status code if the SAE ID of the requestor was not an SAE ID supplied to the 'Get key'
+method each time it was called resulting in the return of any of the Key IDs being requested"; so
+a master SAE that asks its own KME for the keys it was just given gets 401, as does any other SAE
+that was not named as their slave.
 
 The caller's SAE_ID is passed in by the adapter, which takes it from the client certificate (sec.
 4.3); a request never names its own caller.
@@ -23,9 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from qnet.control.routing import NoRouteError
-from qnet.keys.store import DeliveredKey, NotEnoughKey, StoreError
+from qnet.keys.store import NOT_FOR_SAE, DeliveredKey, NotEnoughKey, StoreError
 
 __all__ = ["EncPlan", "Etsi014Error", "Etsi014Service", "KeyManagerLike", "KmeLimits", "keys_body"]
+
+NOT_FOR_CALLER = NOT_FOR_SAE
+"""The store's reason for a key_ID whose keys were given for other slave SAEs (ETSI 014: 401)."""
 
 
 class Etsi014Error(Exception):
@@ -177,6 +185,9 @@ class Etsi014Service:
         try:
             return keys_body(self.manager.dec_keys(caller, master, list(key_ids)))
         except StoreError as exc:
+            not_ours = [d for d in exc.details if d.get("reason") == NOT_FOR_CALLER]
+            if not_ours:  # "Get key with key IDs": the caller is not a slave the master named for these keys
+                raise Etsi014Error(401, f"key_ID {not_ours[0]['key_ID']}: {NOT_FOR_CALLER}", not_ours) from None
             raise Etsi014Error(400, exc.message, exc.details) from None
 
     def _pair(self, caller: str, slave: str) -> str:
