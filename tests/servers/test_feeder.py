@@ -121,3 +121,13 @@ def test_a_link_planned_sampled_samples_from_its_first_block(tmp_path: Path) -> 
     sim = feed.sim
     assert sim is not None and sim.sampled == 3 and sim.mode is FeedMode.SAMPLED
     assert _units(a) == _units(b) and len(_units(a)) > 0
+
+
+def test_a_device_pair_leaves_nothing_for_synchronisation(tmp_path: Path) -> None:
+    """Both copies of every unit are ``available`` once the pair has written them (the peer's first,
+    then this end's, then the peer's confirmed): no sync offer is needed, so a 5 Mbit/s network no
+    longer spends its cores offering and confirming every unit twice."""
+    feed, a, b = _feed(tmp_path)
+    feed.round(now=EPOCH + 0.15)
+    assert a.unconfirmed("A-B") == [] and b.unconfirmed("A-B") == []
+    assert a.stock("A-B") + b.stock("A-B") == len(_units(a)) > 0

@@ -236,9 +236,12 @@ class KeyStore:
 
     # -- units arriving from the link ------------------------------------------------------------
 
-    def add_units(self, link_id: str, ends: tuple[str, str], units: Iterable[tuple[str, bytes]], now_s: float) -> int:
+    def add_units(self, link_id: str, ends: tuple[str, str], units: Iterable[tuple[str, bytes]], now_s: float, *,
+                  confirmed: bool = False) -> int:
         """Store units from the link's key source in order; key_IDs already known are skipped (a
-        restarted source replays its stream). Returns how many were new."""
+        restarted source replays its stream). ``confirmed``: the source has already delivered them to
+        the peer's store (a device pair that writes both ends: :meth:`confirm`), so they are
+        ``available`` at once. Returns how many were new."""
         units = list(units)
         if not units:
             return 0
@@ -247,11 +250,24 @@ class KeyStore:
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(keys_table.c.seq), -1)).where(
                 keys_table.c.link_id == link_id)).scalar_one()
             expires = now_s + self.lifetime_s
-            rows = [(key_id, link_id, seq + i, owner_of(key_id, ends), NEW, material, now_s, expires)
+            state = AVAILABLE if confirmed else NEW
+            rows = [(key_id, link_id, seq + i, owner_of(key_id, ends), state, material, now_s, expires)
                     for i, (key_id, material) in enumerate(((k, m) for k, m in units if k not in known), start=1)]
             if rows:  # the DB-API's executemany: SQLAlchemy's per-row parameter processing cost 10x more
                 conn.exec_driver_sql(_INSERT_UNITS[conn.dialect.paramstyle], rows)
         return len(rows)
+
+    def confirm(self, link_id: str, key_ids: Sequence[str]) -> None:
+        """The units with these key_IDs are in the peer's store too (the device pair that delivered
+        them wrote the peer's copy after this one): ``new`` ones become ``available``, as a sync
+        round would make them. Sync still repairs what a crash between the two writes leaves."""
+        with self.transaction() as conn:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            for start in range(0, len(key_ids), 500):  # raw SQL, as in _known
+                part = list(key_ids[start:start + 500])
+                conn.exec_driver_sql(f"UPDATE keys SET state = {mark} WHERE state = {mark} AND link_id = {mark} "
+                                     f'AND "key_ID" IN ({", ".join([mark] * len(part))})',
+                                     (AVAILABLE, NEW, link_id, *part))
 
     @staticmethod
     def _known(conn: Connection, key_ids: Sequence[str]) -> set[str]:

@@ -76,6 +76,7 @@ class _Key:
         return f"Key(key_ID={self.key_ID!r}, key=<{len(self.key)} bytes>)"
 
 
+@lru_cache(maxsize=4096)
 def settings_for_block(device: BB84DecoyParams, channel_transmittance: float, pulses: float) -> DecoySettings:
     """Intensities and basis bias that maximise the finite-key rate for blocks of ``pulses`` pulses;
     :data:`TEXTBOOK_SETTINGS` where no setting gives key (so the QBER estimate stays the channel's)."""
@@ -139,8 +140,13 @@ def feed_block_pulses(length_km: float, attenuation_db_per_km: float, *, device:
 
     *short, longest = FEED_BLOCKS
     best = rate(short[-1])
-    if best > 0:
-        return next(n for n in short if rate(n) >= best / 2)
+    if best > 0:  # the rate grows with the block: walk down from the longest while it is good enough
+        chosen = short[-1]
+        for n in reversed(short[:-1]):
+            if rate(n) < best / 2:
+                break
+            chosen = n
+        return chosen
     return longest if rate(longest) > 0 else short[-1]  # no key otherwise: 10 s blocks, a steady QBER
 
 

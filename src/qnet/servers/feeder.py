@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from qnet.keys.source import KeySource
+from qnet.keys.source import KeyMaterial, KeySource
 from qnet.keys.store import KeyStore
 from qnet.physics.bb84 import BB84DecoyParams
 from qnet.quantum.link import FeedMode, SimulatedLink
@@ -134,10 +134,24 @@ class LinkFeed:
         if self.own.get_meta(f"cut/{link.link_id}") == "1" or eve:  # cut, or every block aborted: lost
             self._meta("skr", "0")
             return 0
-        added = [store.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in units), now)
-                 for store, units in zip(self.stores, made, strict=True)]
+        added = self._deliver(made, now)
         self._after_block(made[0])
-        return added[0]
+        return added
+
+    def _deliver(self, made: Sequence[Sequence[KeyMaterial]], now: float) -> int:
+        """Write each end's units into its store; returns the units new here. A device pair writes
+        the peer's copy first (``new``), then this end's (``available``: its twin is stored), then
+        confirms the peer's: every unit is ``available`` at both ends without a sync round, and at
+        no moment servable at one end while missing at the other. A crash between the writes
+        leaves ``new`` units, which the KMEs' synchronisation repairs (or the replay re-delivers)."""
+        link = self.link
+        if len(self.stores) == 1:  # this end alone: the KMEs' synchronisation confirms
+            return self.own.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in made[0]), now)
+        peer, own = self.stores[1], self.own
+        peer.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in made[1]), now)
+        added = own.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in made[0]), now, confirmed=True)
+        peer.confirm(link.link_id, [u.key_ID for u in made[1]])
+        return added
 
     def _pace(self, elapsed: float) -> float:
         """How far behind the wall clock the feed is (s); chooses the next blocks' mode from it."""
@@ -153,7 +167,7 @@ class LinkFeed:
             self._meta("mode", mode.value)
         return lag
 
-    def _after_block(self, units: Sequence[object]) -> None:
+    def _after_block(self, units: Sequence[KeyMaterial]) -> None:
         sim, link = self.sim, self.link
         if sim is None:
             return

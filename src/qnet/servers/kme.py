@@ -250,7 +250,10 @@ def create_app(node: KmeNode) -> FastAPI:
             data = await request.body()
         except ClientDisconnect:  # the peer gave up; it resends from its outbox
             return _error(400, "the peer disconnected before its message arrived")
-        return await _km_message(node, data, _caller(request), metrics, offload=len(data) > LARGE_MESSAGE_BYTES)
+        try:
+            return await _km_message(node, data, _caller(request), metrics, offload=len(data) > LARGE_MESSAGE_BYTES)
+        except asyncio.CancelledError:  # the server is stopping: the peer resends (transactions are whole)
+            return _error(503, "the KME is stopping")
 
     return app
 
