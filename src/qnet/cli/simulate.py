@@ -23,7 +23,8 @@ def simulate(
     duration: str = typer.Option("24h", "--duration", help="Simulated time: 90s, 15min, 24h, 7d."),
     control_period: str = typer.Option("1s", "--control-period",
                                        help="The controller's period (and the model's step)."),
-    out: Path = typer.Option(None, "--out", help="Write report.md and its PNGs here [default: simulate-NAME]."),
+    out: Path = typer.Option(None, "--out", help="Write report.md, its PNGs and CSVs to this directory.",
+                             show_default="simulate-NAME"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (no report files)."),
     seed: int = typer.Option(0, "--seed", min=0,
                              help="The seed of every random stream (each link's key supply and each demand's "
