@@ -116,9 +116,10 @@ class ControlAgent:
             self._photon_since.pop(link_id, None)
             if not lagging:
                 self._lagging.add(link_id)
-                self.node.manager.event("link-lagging", f"link {link_id}: the key feed is {lag or 0:.0f} s behind "
-                                        "real time (too few CPU cores); its blocks are sampled from the same "
-                                        "statistics, not simulated photon by photon, until it catches up")
+                why = (f"the key feed is {lag:.0f} s behind real time (too few CPU cores)" if lag and lag > 1.0 else
+                       "the machine has too few CPU cores to simulate it photon by photon (planned at deployment)")
+                self.node.manager.event("link-lagging", f"link {link_id}: {why}; its blocks are sampled from the "
+                                        "same statistics (finite-key length and QBER of the expected counts)")
         elif lagging and mode == "photon":
             since = self._photon_since.setdefault(link_id, now)
             if now - since >= REAL_TIME_AFTER_S:
