@@ -274,3 +274,22 @@ def test_a_cut_parallel_link_adds_no_capacity() -> None:
         ctl.open_session("SA", "SB", 0.0, key_rate_bps=1200)
     ctl.restore("two", 1.0)
     assert ctl.open_session("SA", "SB", 1.0, key_rate_bps=1200).route == ["A", "B"]
+
+
+def test_the_revision_counts_what_key_managers_must_hear_of() -> None:
+    """Key managers wait on the revision between reports: a cut, a session or an alarm moves it;
+    a routine report, or a key manager's own event passed on, does not."""
+    ctl = controller(qber_threshold=0.05)
+    report_all(ctl, 0.0)
+    start = ctl.revision
+    report_all(ctl, 1.0)
+    ctl.report("A", [LinkReport("ab", 500, 1000.0, 0.02)], 1.5, events=[(1.4, "pool-ok", "link ab")])
+    assert ctl.revision == start
+    ctl.cut("ab", 2.0)
+    assert ctl.revision > start
+    after_cut = ctl.revision
+    ctl.open_session("SA", "SC", 2.5)
+    assert ctl.revision > after_cut
+    after_open = ctl.revision
+    ctl.report("C", [LinkReport("cd", 500, 1000.0, 0.25)], 3.0)  # QBER alarm
+    assert ctl.revision > after_open

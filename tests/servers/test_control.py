@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,8 +94,6 @@ def test_cutting_a_link_moves_a_steady_demand_within_one_control_period(ring: Li
         first = session["route"]
         assert len(first) == 4 and first[0] == "R0" and first[-1] == "R3"
         cut_link = f"{first[1]}-{first[2]}" if first[1] < first[2] else f"{first[2]}-{first[1]}"
-        old_first_hop = "R0-R1" if first[1] == "R1" else "R5-R0"
-        new_first_hop = "R5-R0" if first[1] == "R1" else "R0-R1"
         time.sleep(2 * CONTROL_PERIOD_S)  # R0 learns the session's route
 
         demand = Demand(ring)
@@ -109,26 +108,35 @@ def test_cutting_a_link_moves_a_steady_demand_within_one_control_period(ring: Li
         finally:
             demand.stop.set()
             worker.join(timeout=30)
-
-        before = [(t, k) for t, k in demand.done if t < t_cut]
-        after = [(t, k) for t, k in demand.done if t >= t_cut]
-        assert len(before) > 5 and len(after) > 5, (len(before), len(after), demand.refused[-3:])
-        assert {_first_hop_link(ring.root, k) for _, k in before[-3:]} == {old_first_hop}
-        moved = next(t for t, k in after if _first_hop_link(ring.root, k) == new_first_hop)
-        assert moved - t_cut <= CONTROL_PERIOD_S, f"the demand moved {moved - t_cut:.2f} s after the cut"
-        assert {_first_hop_link(ring.root, k) for t, k in after if t > t_cut + CONTROL_PERIOD_S} == {new_first_hop}
-        assert demand.mismatched == []  # no key reached one end only
-
-        moved_session = sae.get(f"{url}/sessions/{session['Key_stream_ID']}").json()
-        assert moved_session["route"][1] != first[1] and moved_session["reroutes"] == 1
-        kinds = [e["kind"] for e in op.get(f"{url}/events").json()["events"]]
-        assert "link-cut" in kinds and "route-change" in kinds
-        links = {lk["link_id"]: lk for lk in op.get(f"{url}/links").json()["links"]}
-        assert links[cut_link]["cut"] and not links[cut_link]["up"]
-
-        assert op.post(f"{url}/links/{cut_link}/restore").status_code == 200
+        try:
+            _check_the_move(ring, op, sae, url, demand, t_cut, session, cut_link)
+        finally:  # the other tests share the ring
+            assert op.post(f"{url}/links/{cut_link}/restore").status_code == 200
         assert not op.get(f"{url}/links").json()["links"][0]["cut"]
         assert sae.delete(f"{url}/sessions/{session['Key_stream_ID']}").status_code == 200
+
+
+def _check_the_move(ring: LiveNet, op: httpx.Client, sae: httpx.Client, url: str, demand: Demand, t_cut: float,
+                    session: dict[str, Any], cut_link: str) -> None:
+    first = session["route"]
+    old_first_hop = "R0-R1" if first[1] == "R1" else "R5-R0"
+    new_first_hop = "R5-R0" if first[1] == "R1" else "R0-R1"
+    before = [(t, k) for t, k in demand.done if t < t_cut]
+    after = [(t, k) for t, k in demand.done if t >= t_cut]
+    assert len(before) > 5 and len(after) > 5, (len(before), len(after), demand.refused[-3:])
+    assert {_first_hop_link(ring.root, k) for _, k in before[-3:]} == {old_first_hop}
+    moved = next(t for t, k in after if _first_hop_link(ring.root, k) == new_first_hop)
+    assert moved - t_cut <= CONTROL_PERIOD_S, f"the demand moved {moved - t_cut:.2f} s after the cut"
+    assert {_first_hop_link(ring.root, k) for t, k in after if t > t_cut + CONTROL_PERIOD_S} == {new_first_hop}
+    assert demand.mismatched == []  # no key reached one end only
+
+    moved_session = sae.get(f"{url}/sessions/{session['Key_stream_ID']}").json()
+    assert moved_session["route"][1] != first[1] and moved_session["reroutes"] == 1
+    evs = op.get(f"{url}/events").json()["events"]
+    kinds = [e["kind"] for e in evs]
+    assert "link-cut" in kinds and "route-change" in kinds
+    links = {lk["link_id"]: lk for lk in op.get(f"{url}/links").json()["links"]}
+    assert links[cut_link]["cut"] and not links[cut_link]["up"]
 
 
 def test_the_control_api_refuses_what_the_caller_may_not_do(ring: LiveNet) -> None:
@@ -251,3 +259,41 @@ def test_an_eavesdropper_started_from_the_api_trips_the_qber_alarm_and_draining_
         assert relay not in moved["route"]
         assert op.delete(f"{url}/nodes/{relay}/drain").status_code == 200
         assert op.delete(f"{url}/sessions/{session['Key_stream_ID']}").status_code == 200
+
+
+def test_a_kme_waiting_on_the_controller_hears_of_a_cut_at_once(ring: LiveNet) -> None:
+    """The long poll the KMEs' agents make between reports: it answers when the picture changes,
+    not at the end of its wait, and only KMEs may make it."""
+    url = _ctl(ring)
+    with ring.client("R1", kind="kme") as kme, ring.client("operator", kind="operator") as op, \
+            ring.client("SAE_0") as sae:
+        assert sae.get(f"{url}/changes", params={"after": 0}).status_code == 403
+        assert kme.get(f"{url}/changes", params={"after": -1}).status_code == 400
+        revision = kme.get(f"{url}/changes", params={"after": 0}).json()["revision"]
+        began = time.monotonic()
+        quiet = kme.get(f"{url}/changes", params={"after": revision, "wait_s": 0.5}).json()["revision"]
+        assert time.monotonic() - began >= 0.5 and quiet == revision  # nothing changed: it waited
+        heard: list[tuple[float, int]] = []
+        waiting = threading.Thread(target=lambda: heard.append((time.time(), kme.get(
+            f"{url}/changes", params={"after": revision, "wait_s": 20}, timeout=30).json()["revision"])))
+        waiting.start()
+        time.sleep(0.5)
+        t_cut = time.time()
+        try:
+            assert op.post(f"{url}/links/R4-R5/cut").status_code == 200
+            waiting.join(timeout=25)
+        finally:
+            assert op.post(f"{url}/links/R4-R5/restore").status_code == 200
+        assert heard and heard[0][1] > revision
+        assert heard[0][0] - t_cut < 2.0, f"heard of the cut {heard[0][0] - t_cut:.2f} s after it"
+
+
+def test_peer_kmes_keep_their_connections_warm(ring: LiveNet) -> None:
+    """The ping a KME sends its peers to keep a connection to each open (so the first relay over a
+    route a cut moved traffic to pays no TLS handshake): peers only."""
+    with ring.client("R1", kind="kme") as peer, ring.client("R3", kind="kme") as stranger, \
+            ring.client("SAE_0") as sae:
+        assert peer.get(f"{ring.url('R0')}/km/v1/ping").json() == {"kme": "R0"}
+        r = stranger.get(f"{ring.url('R0')}/km/v1/ping")
+        assert r.status_code == 403 and "not a peer KME of R0" in r.json()["message"]
+        assert sae.get(f"{ring.url('R0')}/km/v1/ping").status_code == 403

@@ -11,7 +11,12 @@ from typing import Any
 
 import httpx
 
-__all__ = ["AsyncKmClient", "KmClient", "PeerError", "tls_client_context"]
+__all__ = ["KEEPALIVE_S", "AsyncKmClient", "KmClient", "PeerError", "tls_client_context"]
+
+KEEPALIVE_S = 25.0
+"""How long an idle connection to a peer is kept: under the KMEs' own keep-alive (30 s), so the
+client never reuses a connection the server is closing; httpx's default keeps one 5 s only."""
+_LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_S)
 
 
 class PeerError(Exception):
@@ -35,7 +40,7 @@ class KmClient:
 
     def __init__(self, base_url: str, context: ssl.SSLContext, *, timeout_s: float = 5.0) -> None:
         self.url = base_url.rstrip("/") + "/km/v1/messages"
-        self._http = httpx.Client(verify=context, timeout=timeout_s)
+        self._http = httpx.Client(verify=context, timeout=timeout_s, limits=_LIMITS)
 
     def send(self, envelope: bytes) -> dict[str, Any]:
         """Deliver one envelope; returns the peer's reply body.
@@ -59,7 +64,8 @@ class AsyncKmClient:
 
     def __init__(self, base_url: str, context: ssl.SSLContext, *, timeout_s: float = 5.0) -> None:
         self.url = base_url.rstrip("/") + "/km/v1/messages"
-        self._http = httpx.AsyncClient(verify=context, timeout=timeout_s)
+        self._ping = base_url.rstrip("/") + "/km/v1/ping"
+        self._http = httpx.AsyncClient(verify=context, timeout=timeout_s, limits=_LIMITS)
 
     async def send(self, envelope: bytes) -> dict[str, Any]:
         """Deliver one envelope; returns the peer's reply body.
@@ -72,6 +78,14 @@ class AsyncKmClient:
         except httpx.HTTPError as exc:
             raise PeerError(f"peer unreachable: {exc}") from None
         return _reply(response)
+
+    async def warm(self) -> bool:
+        """Keep a connection to the peer open (a ping): the first relay over a route a cut moved
+        traffic to then pays no TLS handshakes. True if the peer answered."""
+        try:
+            return (await self._http.get(self._ping)).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -199,6 +199,9 @@ class Controller:
         self.links = {lid: _Link((a, b), caps.get(lid, math.inf)) for a, b, lid in topology.links}
         self.sessions: dict[str, Session] = {}
         self._version = 0
+        self.revision = 0
+        """Counts the changes that key managers must hear of (cuts, alarms, drains, sessions, routes):
+        every event of the controller's own; a key manager that waits on it hears of a cut at once."""
         self._states: tuple[tuple[float, int], dict[str, LinkState]] | None = None
         self.events: deque[ControlEvent] = deque(maxlen=5000)
         self.listeners: list[Callable[[ControlEvent], None]] = []
@@ -239,7 +242,7 @@ class Controller:
             self._event(now_s, "node-reachable", node, "cleared", "its key manager reports again")
         for time_s, reported, detail in events:
             kind = _NODE_EVENTS.get(reported, f"kme-{reported}")  # not to be taken for the controller's own
-            self._event(time_s, kind, node, "critical" if kind == "auth-failure" else "info", detail)
+            self._event(time_s, kind, node, "critical" if kind == "auth-failure" else "info", detail, own=False)
         self._check_alarms(now_s)
         self._check_links(now_s)
         return self.directive(now_s)
@@ -586,9 +589,10 @@ class Controller:
         basis = bases.pop() if len(bases) == 1 else RateBasis.MIXED if bases else RateBasis.PLANNED
         return sum(rate for rate, _ in rates), basis
 
-    def _event(self, now_s: float, kind: str, place: str, severity: str, detail: str) -> None:
+    def _event(self, now_s: float, kind: str, place: str, severity: str, detail: str, own: bool = True) -> None:
         event = ControlEvent(now_s, kind, place, severity, detail)
         self.events.append(event)
+        self.revision += own
         for listener in self.listeners:
             listener(event)
 

@@ -8,6 +8,9 @@ whether the peer answers) and applies the answer:
   them, and their feeders drop what the link makes (``cut/LINK`` in the store's meta table);
 - the routes of sessions that start here (OPEN_CONNECT at the controller) are used for their relays.
 
+Between reports the agent waits on the controller's changes (a long poll): a cut, an alarm or a
+moved session reaches every KME at once, not a period later.
+
 If the controller stops answering for three periods, the KME forgets its picture and routes on what it
 sees itself, so the network keeps working without its controller.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +40,11 @@ REAL_TIME_AFTER_S = 60.0
 RATE_WINDOW_S = 60.0
 """The key rate reported is the mean over this long: links deliver key a block at a time."""
 
+WAIT_SLICE_S = 2.0
+"""The longest one wait on the controller's changes lasts (a stopping KME is not held up longer)."""
+MIN_REPORT_GAP_S = 0.1
+"""Reports come at most this often, however often the controller's picture changes."""
+
 log = logging.getLogger("qnet.kme")
 
 
@@ -51,6 +60,8 @@ class ControlAgent:
 
     def __init__(self, node: KmeNode, url: str, period_s: float, context: ssl.SSLContext) -> None:
         self.node, self.url, self.period_s = node, url.rstrip("/") + "/control/v1/reports", period_s
+        self.changes_url = url.rstrip("/") + "/control/v1/changes"
+        self._revision: int | None = None
         self._http = httpx.Client(verify=context, timeout=max(period_s, 2.0))
         self._history: dict[str, deque[tuple[float, int]]] = {}
         self._silent_since: float | None = None
@@ -63,9 +74,30 @@ class ControlAgent:
     def run(self, stop: threading.Event) -> None:
         """Report every period until ``stop`` is set."""
         while not stop.is_set():
+            began = time.monotonic()
             self.step()
-            stop.wait(self.period_s)
+            self.wait(stop, began + self.period_s)
         self._http.close()
+
+    def wait(self, stop: threading.Event, until: float) -> None:
+        """Until the next report is due at ``until`` (monotonic), or sooner: once the controller's
+        picture changes. Without an answer from the controller this is a plain wait."""
+        stop.wait(MIN_REPORT_GAP_S)
+        while not stop.is_set() and (left := until - time.monotonic()) > 0:
+            if self._revision is None or self._silent_since is not None:
+                stop.wait(left)
+                return
+            wait_s = min(left, WAIT_SLICE_S)
+            try:
+                r = self._http.get(self.changes_url, params={"after": self._revision, "wait_s": round(wait_s, 3)},
+                                   timeout=wait_s + 5.0)
+                if r.status_code != 200:
+                    raise httpx.HTTPError(f"{r.status_code}: {r.text[:200]}")
+                if int(r.json()["revision"]) > self._revision:
+                    return
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                stop.wait(left)
+                return
 
     def step(self) -> None:
         """One report and its answer."""
@@ -148,3 +180,5 @@ class ControlAgent:
         self.node.session_routes = {str(s["route"][-1]): [str(n) for n in s["route"]]
                                     for s in answer.get("sessions") or [] if s.get("route")}
         self.period_s = float(answer.get("period_s", self.period_s))
+        revision = answer.get("revision")
+        self._revision = revision if isinstance(revision, int) else None

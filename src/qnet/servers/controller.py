@@ -93,6 +93,10 @@ class OpenConnect(_Model):
     Key_stream_ID: str | None = Field(default=None, min_length=1, max_length=64)
 
 
+MAX_CHANGES_WAIT_S = 60.0
+"""The longest a KME may wait on the controller's changes in one request."""
+
+
 def controller_from_config(config: ControllerConfig) -> Controller:
     """The controller's brain for a configuration."""
     net = config.network
@@ -168,7 +172,21 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
                             [(e.time_s, e.kind, e.detail) for e in body.events])
         answer["sessions"] = [s.as_dict() for s in ctl.sessions.values() if s.route[0] == node]
         ctl.reroute(now)
+        answer["revision"] = ctl.revision
         return JSONResponse(answer)
+
+    changed = _Changes(ctl)
+
+    @app.get(f"{API}/changes")
+    async def changes(request: Request, after: int = Query(..., ge=0),
+                      wait_s: float = Query(0.0, ge=0.0, le=MAX_CHANGES_WAIT_S)) -> JSONResponse:
+        """Answers once the controller's picture has changed since revision ``after`` (a cut, a
+        route, an alarm), or after ``wait_s``: a KME waits here between reports, so that it hears
+        of a change at once rather than at its next report."""
+        if _caller(request) not in nodes:
+            raise ControlError(403, "only the network's KMEs wait on its changes")
+        await changed.after(after, wait_s)
+        return JSONResponse({"revision": ctl.revision})
 
     @app.get(f"{API}/links")
     async def links(request: Request) -> JSONResponse:
@@ -197,6 +215,26 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
     _session_routes(app, ctl, source_or_operator, clock)
     add_management_routes(app, ctl, store, broker, caller=_caller, operator=operator, clock=clock)
     return app
+
+
+class _Changes:
+    """Wakes the requests waiting on the controller's revision; everything here runs on the
+    server's one event loop (the controller is called from its handlers and its ticker only)."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl, self._event = ctl, asyncio.Event()
+        ctl.listeners.append(lambda _: self._wake())
+
+    def _wake(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def after(self, revision: int, wait_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while self.ctl.revision <= revision and (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), left)
 
 
 def _ticking(ctl: Controller, clock: Callable[[], float]) -> Callable[[FastAPI], Any]:

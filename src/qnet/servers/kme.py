@@ -175,7 +175,9 @@ def create_app(node: KmeNode) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         node.loop = asyncio.get_running_loop()
+        warming = node.loop.create_task(node.keep_warm())
         yield
+        warming.cancel()
 
     app = FastAPI(title=f"qnet KME {node.kme_id}", version="1.1.1", lifespan=lifespan,
                   description="ETSI GS QKD 014 v1.1.1 key delivery API (mutual TLS: the caller's SAE_ID is the "
@@ -243,6 +245,13 @@ def create_app(node: KmeNode) -> FastAPI:
     @app.post(f"{API}/{{master_SAE_ID}}/dec_keys", response_model=KeyContainer, summary="Get key with key IDs")
     async def dec_keys_post(master_SAE_ID: str, request: Request, body: KeyIDs = Body(...)) -> JSONResponse:
         return await dec(_caller(request), master_SAE_ID, [k.key_ID for k in body.key_IDs])
+
+    @app.get("/km/v1/ping", include_in_schema=False)
+    async def km_ping(request: Request) -> JSONResponse:
+        peer = _caller(request)
+        if peer not in node.manager.links:
+            return _error(403, f"{peer!r} is not a peer KME of {node.kme_id}")
+        return JSONResponse({"kme": node.kme_id})
 
     @app.post("/km/v1/messages", include_in_schema=False)
     async def km_message(request: Request) -> JSONResponse:

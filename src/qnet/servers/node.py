@@ -60,6 +60,8 @@ __all__ = ["Broadcast", "KmeNode"]
 log = logging.getLogger("qnet.kme")
 
 SYNC_PERIOD_S = 0.2
+WARM_PERIOD_S = 10.0
+"""How often a KME pings its peers to keep its connections to them open (under KEEPALIVE_S)."""
 CHECKPOINT_PERIOD_S = 1.0
 STARTUP_GRACE_S = 10.0
 EXPIRY_PERIOD_S = 10.0
@@ -409,6 +411,13 @@ class KmeNode:
         """
         envelope = seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
         return await self._async_client(peer).send(envelope)
+
+    async def keep_warm(self) -> None:
+        """Every :data:`WARM_PERIOD_S`, ping each peer from the event loop, so a relay over any link
+        finds its connection open (TLS handshakes cost tenths of a second on a busy machine)."""
+        while True:
+            await asyncio.gather(*(self._async_client(peer).warm() for peer in self._peer_urls))
+            await asyncio.sleep(WARM_PERIOD_S)
 
     def _async_client(self, peer: str) -> AsyncKmClient:
         client = self._async_clients.get(peer)
