@@ -169,8 +169,9 @@ def test_down_stops_a_background_up_that_ignores_sigint(network: Network) -> Non
     every server and every feeder is gone."""
     up = network.start()
     network.wait_up()
-    # one simulation per link: the first end's KME runs the link's feeder (the other runs none)
-    _until(lambda: len([p for p in _descendants(up) if "multiprocessing.spawn" in _cmd(p)]) >= 1, 60, "the feeder")
+    # qnet up runs the links' feeders itself (qnet kme feed, one per core), beside KMEs with --no-links
+    _until(lambda: len([p for p in _descendants(up) if "kme feed" in _cmd(p)]) >= 1, 60, "the feeder")
+    assert not [p for p in _descendants(up) if "multiprocessing.spawn" in _cmd(p)]  # no KME runs its own
     seen = network.look()
     start = time.monotonic()
     down = subprocess.run([*QNET, "down", "--state-dir", str(network.state)], capture_output=True, text=True,
@@ -282,3 +283,18 @@ def test_up_help_lists_the_sources(capsys: pytest.CaptureFixture[str]) -> None:
     assert "<simulated|prng>" in out and "<bool>" not in out
     assert main(["up", str(TWO_NODES), "--source", "qrng"]) == 2
     assert "'simulated', 'prng'" in capsys.readouterr().err
+
+
+def test_kme_feed_names_a_missing_or_bad_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`qnet kme feed` (what qnet up runs, one per core) refuses a path that is no KME configuration,
+    naming it, before it runs anything; no traceback."""
+    from qnet.cli.main import main
+
+    assert main(["kme", "feed", str(tmp_path / "nope.json")]) == 1
+    err = capsys.readouterr().err
+    assert "no such KME configuration" in err and "nope.json" in err and "Traceback" not in err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kme_id": "A"}')
+    assert main(["kme", "feed", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "Traceback" not in err

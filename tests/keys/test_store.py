@@ -267,3 +267,39 @@ def test_pool_thresholds_raise_one_event_per_crossing(pair: tuple[KeyStore, KeyS
     assert [e.kind for e in manager.events] == ["pool-low"]
     manager.check_pools({"L": stock - 1})
     assert [e.kind for e in manager.events] == ["pool-low", "pool-ok"]
+
+
+def test_reads_never_wait_for_a_writer(tmp_path: Path) -> None:
+    """Counts, meta and the outbox read a snapshot (a deferred transaction): a feeder holding the
+    write lock for a long insert does not hold up the KME's reports, as BEGIN IMMEDIATE on every
+    read did (they queued for SQLite's busy timeout)."""
+    url = f"sqlite:///{tmp_path / 'A.db'}"
+    store, writer = KeyStore(url, "A"), KeyStore(url, "A")
+    store.add_units("A-B", ("A", "B"), [(str(uuid.uuid4()), secrets.token_bytes(32)) for _ in range(10)], 0.0,
+                    confirmed=True)
+    store.set_meta("lag/A-B", "0.5")
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with writer.transaction() as conn:
+            conn.execute(sa.text("UPDATE meta SET value = '9' WHERE name = 'lag/A-B'"))
+            held.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=hold_the_lock)
+    worker.start()
+    try:
+        assert held.wait(10)
+        answers: list[object] = []
+        reader = threading.Thread(target=lambda: answers.extend(
+            [store.stock("A-B") + store.stock("A-B", "B"), store.meta("lag/"), store.outbox()]))
+        reader.start()
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "a read waited for the writer"
+        assert answers == [10, {"lag/A-B": "0.5"}, []]  # the snapshot before the writer's change
+    finally:
+        release.set()
+        worker.join()
+    assert store.get_meta("lag/A-B") == "9"
+    store.close()
+    writer.close()

@@ -76,6 +76,32 @@ def serve(
                 no_links=no_links)
 
 
+@app.command("feed")
+def feed(
+    configs: list[Path] = typer.Argument(..., metavar="NODE.json...", show_default=False,
+                                         help="The configurations of the KMEs whose links to feed."),
+) -> None:
+    """Run the QKD device pairs of these KMEs' links in one process until SIGTERM: each link's
+    simulation writes the same keys into both ends' stores. `qnet up` runs one such process per CPU
+    core beside KMEs started with --no-links; a KME served alone runs its own.
+
+    Example:  qnet kme serve demo/A.json --no-links & qnet kme feed demo/A.json
+    """
+    from qnet.errors import QNetError
+    from qnet.scenarios.launcher import die_with_parent
+
+    die_with_parent()
+    missing = [str(p) for p in configs if not p.is_file()]
+    if missing:
+        raise QNetError(f"no such KME configuration: {', '.join(missing)}")
+    from qnet.servers.config import load_config
+    from qnet.servers.feeder import feeder_main
+
+    for path in configs:
+        load_config(path)  # a bad configuration is named here, before anything runs
+    feeder_main([str(p) for p in configs])
+
+
 def _serve_many(configs: list[Path], controller: Path | None, *, no_links: bool) -> None:
     """Each KME (and the controller) in a child process of its own, through the launcher; all stop
     together on Ctrl-C or SIGTERM."""
@@ -98,8 +124,10 @@ def _serve_many(configs: list[Path], controller: Path | None, *, no_links: bool)
     early: dict[str, int] = {}
     with stop_on_signals() as guard:
         try:
+            if not no_links:
+                launcher.start_feeders({p.stem: p for p in configs})
             for path in configs:
-                launcher.start_kme(path.stem, path, *(["--no-links"] * no_links))
+                launcher.start_kme(path.stem, path, "--no-links")
             if controller is not None:
                 launcher.start_controller(controller)
             _wait_all(launcher)

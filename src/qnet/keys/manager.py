@@ -220,8 +220,8 @@ class KeyManager:
             if answer["discarded"] or not answer["in_order"]:
                 self.event("sync-mismatch", f"link {link.link_id}: {len(answer['discarded'])} unit(s) discarded, "
                                             f"order {'kept' if answer['in_order'] else 'differs'}")
-            self.rebalance(link.link_id, msg.body.get("stock"))
-            return {**answer, "stock": self.store.owned(link.link_id)}
+            mine = self.store.owned(link.link_id)
+            return {**answer, "stock": mine - self.rebalance(link.link_id, msg.body.get("stock"), mine)}
         raise EnvelopeError(f"unknown message type {kind!r}")
 
     def _sub_link(self, msg: Opened, sub: dict[str, Any]) -> LinkInfo:
@@ -317,13 +317,14 @@ class KeyManager:
         self._synced[link_id] = now
         return {"type": "sync", "link_id": link.link_id, "offered": offered, "stock": self.store.owned(link_id)}
 
-    def rebalance(self, link_id: str, peer_stock: object) -> int:
+    def rebalance(self, link_id: str, peer_stock: object, own_stock: int | None = None) -> int:
         """Hand units of ``link_id`` over to the peer if it holds far fewer (:func:`cede_count`);
-        ``peer_stock`` as the peer last said (ignored unless an int). Returns the units handed over."""
+        ``peer_stock`` as the peer last said (ignored unless an int), ``own_stock`` this end's
+        (:meth:`KeyStore.owned`, counted here if None). Returns the units handed over."""
         now, link = self.clock(), self.by_id[link_id]
         if not isinstance(peer_stock, int) or now - self._ceded.get(link_id, -math.inf) < CEDE_PERIOD_S:
             return 0
-        count = cede_count(self.store.owned(link_id), peer_stock)
+        count = cede_count(self.store.owned(link_id) if own_stock is None else own_stock, peer_stock)
         if not count or link_id in self.out_of_service:
             return 0
         self._ceded[link_id] = now
@@ -343,7 +344,8 @@ class KeyManager:
                                           self.clock())
         if dropped:
             self.event("sync-mismatch", f"link {link.link_id}: {len(dropped)} unit(s) the peer never got, discarded")
-        self.rebalance(link_id, answer.get("stock"))
+        own = offer.get("stock")  # counted when the offer was made, a round trip ago
+        self.rebalance(link_id, answer.get("stock"), own if isinstance(own, int) else None)
         return len(answer.get("held", []))
 
     def check_pools(self, low_water: Mapping[str, int]) -> None:

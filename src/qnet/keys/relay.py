@@ -162,7 +162,7 @@ def discard_incoming(conn: Connection, sender: str, body: dict[str, Any]) -> int
 
 def consumed(store: KeyStore, link_id: str) -> int:
     """Units of ``link_id`` this node spent on relays (accounting)."""
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(keys).where(
             keys.c.link_id == link_id, keys.c.state == SPENT, keys.c.spent_as == SpentAs.RELAY.value)).scalar_one())
 

@@ -85,6 +85,7 @@ keys_table = sa.Table(
     sa.Column("note", sa.String(200), nullable=True),
     sa.Column("spent_as", sa.String(16), nullable=True),  # a SpentAs value: what a spent unit was used for
     sa.Index("ix_keys_serve", "link_id", "owner", "state", "seq"),
+    sa.Index("ix_keys_link_seq", "link_id", "seq"),  # a link's newest unit (add_units, produced): no scan
     sa.Index("ix_keys_group", "group_id"),
     sa.Index("ix_keys_expiry", "expires_s"),
 )
@@ -178,6 +179,20 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
 
 
+def _sqlite_read(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")  # deferred: a snapshot of the WAL, no lock a writer waits for
+
+
+def read_engine(url: str) -> Engine:
+    """A second engine on a SQLite store for reads only (counts, meta, outbox): their transactions
+    begin deferred, so they never queue behind a writer (a feeder's insert of thousands of units)
+    nor hold one up, as ``BEGIN IMMEDIATE`` on the write engine would. The tables must exist."""
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    sa.event.listen(engine, "begin", _sqlite_read)
+    return engine
+
+
 def make_engine(url: str, *, manual_checkpoints: bool = False) -> Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), tables created.
     With ``manual_checkpoints`` SQLite never checkpoints its WAL on a commit: the owner calls
@@ -191,6 +206,8 @@ def make_engine(url: str, *, manual_checkpoints: bool = False) -> Engine:
     else:
         engine = sa.create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
     metadata.create_all(engine)
+    for index in keys_table.indexes:  # a store made before an index was added gets it
+        index.create(engine, checkfirst=True)
     _add_spent_as(engine)
     return engine
 
@@ -219,6 +236,9 @@ class KeyStore:
                  manual_checkpoints: bool = False) -> None:
         self.url, self.kme_id, self.lifetime_s = url, kme_id, lifetime_s
         self.engine = make_engine(url, manual_checkpoints=manual_checkpoints)
+        database = sa.engine.make_url(url).database
+        on_file = url.startswith("sqlite") and database not in (None, "", ":memory:")
+        self._reads = read_engine(url) if on_file else self.engine  # an in-memory one is this engine's only
         # SQLite has one writer; threads of this process queue here instead of in SQLite's busy
         # handler, which sleeps in steps of up to 100 ms. Other processes still meet busy_timeout.
         self._writer = threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext()
@@ -231,12 +251,17 @@ class KeyStore:
         with self._writer, self.engine.begin() as conn:
             yield conn
 
+    def reading(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection for reads only (:func:`read_engine` on SQLite: never queues behind a writer)."""
+        return self._reads.connect()
+
     def __repr__(self) -> str:
         return f"KeyStore({self.kme_id!r}, {self.engine.url.render_as_string(hide_password=True)!r})"
 
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+        self._reads.dispose()
 
     # -- units arriving from the link ------------------------------------------------------------
 
@@ -244,7 +269,7 @@ class KeyStore:
                   confirmed: bool = False) -> int:
         """Store units from the link's key source in order; key_IDs already known are skipped (a
         restarted source replays its stream). ``confirmed``: the source has already delivered them to
-        the peer's store (a device pair that writes both ends: :meth:`confirm`), so they are
+        the peer's store (a device pair that writes both ends: ``qnet.servers.feeder``), so they are
         ``available`` at once. Returns how many were new."""
         units = list(units)
         if not units:
@@ -260,18 +285,6 @@ class KeyStore:
             if rows:  # the DB-API's executemany: SQLAlchemy's per-row parameter processing cost 10x more
                 conn.exec_driver_sql(_insert_units(conn), rows)
         return len(rows)
-
-    def confirm(self, link_id: str, key_ids: Sequence[str]) -> None:
-        """The units with these key_IDs are in the peer's store too (the device pair that delivered
-        them wrote the peer's copy after this one): ``new`` ones become ``available``, as a sync
-        round would make them. Sync still repairs what a crash between the two writes leaves."""
-        with self.transaction() as conn:
-            mark = _mark(conn)
-            for start in range(0, len(key_ids), 500):  # raw SQL, as in _known
-                part = list(key_ids[start:start + 500])
-                conn.exec_driver_sql(f"UPDATE keys SET state = {mark} WHERE state = {mark} AND link_id = {mark} "
-                                     f'AND "key_ID" IN ({", ".join([mark] * len(part))})',
-                                     (AVAILABLE, NEW, link_id, *part))
 
     @staticmethod
     def _known(conn: Connection, key_ids: Sequence[str]) -> set[str]:
@@ -289,7 +302,7 @@ class KeyStore:
 
     def unconfirmed(self, link_id: str, limit: int = 20000) -> list[str]:
         """This end's own units that the peer has not yet confirmed, in link order."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [r[0] for r in conn.execute(
                 sa.select(keys_table.c.key_ID).where(keys_table.c.link_id == link_id,
                                                      keys_table.c.owner == self.kme_id,
@@ -302,6 +315,8 @@ class KeyStore:
         the owner's units this end holds that the owner skipped (never offered, older than
         ``grace_s`` and before the newest one offered): those can never be served and are discarded
         here. Returns the answer for the owner."""
+        if not offered:  # a probe: nothing to confirm, and no write transaction to queue for
+            return {"held": [], "in_order": True, "discarded": []}
         with self.transaction() as conn:
             rows = conn.execute(sa.select(keys_table.c.key_ID, keys_table.c.seq).where(
                 keys_table.c.link_id == link_id, keys_table.c.key_ID.in_(_IDS)), {"ids": list(offered)}).all()
@@ -341,7 +356,7 @@ class KeyStore:
 
     def stock(self, link_id: str, owner: str | None = None) -> int:
         """Units that ``owner`` (this KME by default) can serve now."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(keys_table).where(
                 keys_table.c.link_id == link_id, keys_table.c.owner == (owner or self.kme_id),
                 keys_table.c.state == AVAILABLE)).scalar_one())
@@ -349,7 +364,7 @@ class KeyStore:
     def owned(self, link_id: str) -> int:
         """Units of a link this end owns and has not spent (``new`` or ``available``): what it will
         be able to serve, the stock it tells its peer."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(keys_table).where(
                 keys_table.c.link_id == link_id, keys_table.c.owner == self.kme_id,
                 keys_table.c.state.in_([NEW, AVAILABLE]))).scalar_one())
@@ -358,7 +373,7 @@ class KeyStore:
         """Units of a link this end holds for either end to serve (``new`` or ``available``: what a
         feeder caps). Units assigned to a slave SAE are not counted: a slave that never fetches its
         keys must not stop the link."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(keys_table).where(
                 keys_table.c.link_id == link_id, keys_table.c.state.in_([NEW, AVAILABLE]))).scalar_one())
 
@@ -561,7 +576,7 @@ class KeyStore:
         query = sa.select(outbox_table).order_by(outbox_table.c.id).limit(limit)
         if before_s is not None:
             query = query.where(outbox_table.c.created_s < before_s)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [(r.id, r.peer, json.loads(r.body)) for r in conn.execute(query)]
 
     def outbox_done(self, ids: Sequence[int]) -> None:
@@ -599,14 +614,14 @@ class KeyStore:
 
     def counts(self, link_id: str) -> dict[str, int]:
         """Units per (owner, state) on a link, e.g. ``{"A/available": 10}`` (no material)."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return {f"{o}/{s}": int(n) for o, s, n in conn.execute(
                 sa.select(keys_table.c.owner, keys_table.c.state, sa.func.count())
                 .where(keys_table.c.link_id == link_id).group_by(keys_table.c.owner, keys_table.c.state))}
 
     def produced(self, link_id: str) -> int:
         """Units the link has delivered to this store since it began (spent ones included)."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             last = conn.execute(sa.select(sa.func.max(keys_table.c.seq))
                                 .where(keys_table.c.link_id == link_id)).scalar()
         return 0 if last is None else int(last) + 1
@@ -617,9 +632,15 @@ class KeyStore:
             if conn.execute(meta_table.update().where(meta_table.c.name == name).values(value=value)).rowcount == 0:
                 conn.execute(meta_table.insert().values(name=name, value=value))
 
+    def meta(self, prefix: str = "") -> dict[str, str]:
+        """Every stored setting whose name starts with ``prefix``, in one read."""
+        with self.reading() as conn:
+            return {str(n): str(v) for n, v in conn.execute(sa.select(meta_table.c.name, meta_table.c.value)
+                                                              .where(meta_table.c.name.startswith(prefix)))}
+
     def get_meta(self, name: str) -> str | None:
         """A stored setting (e.g. a link's epoch)."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return conn.execute(sa.select(meta_table.c.value).where(meta_table.c.name == name)).scalar()
 
     def set_meta_once(self, name: str, value: str) -> str:

@@ -309,7 +309,7 @@ class KeySupplyAudit:
     def _lookup(self, key_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """key_ID -> (link_id, size_bits) as the store has them."""
         out: dict[str, tuple[str, int]] = {}
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             for start in range(0, len(key_ids), 500):
                 query = sa.select(keys.c.key_ID, keys.c.link_id, keys.c.size_bits).where(
                     keys.c.key_ID.in_(list(key_ids[start:start + 500])))
@@ -527,7 +527,7 @@ def store_usage(store: KeyStore, unit_bits: int) -> dict[tuple[str, str], dict[s
     if unit_bits <= 0:
         raise ValueError(f"unit_bits must be positive, got {unit_bits}")
     out: defaultdict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.execute(sa.select(keys.c.link_id, _USE.label("use"), sa.func.count(), sa.func.sum(keys.c.size_bits))
                             .where(keys.c.state == SPENT).group_by(keys.c.link_id, _USE))
         for link_id, use, units, sized in rows:

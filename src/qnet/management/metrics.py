@@ -255,15 +255,15 @@ class _KMECollector(Collector):
                                 "beyond 3 s (or one block) its blocks are sampled.", labels=labels)
         sampled = CounterMetricFamily("qnet_link_sampled_blocks", "Blocks made by block-level sampling of the "
                                       "same statistics because the machine could not keep up.", labels=labels)
-        with store.engine.connect() as conn:
+        with store.reading() as conn:
             used = spent_units(conn)
-        now = self.clock()
+        now, meta = self.clock(), store.meta()
         for link in manager.by_id.values():
             lid, names = link.link_id, [link.link_id, link.peer]
             made = store.produced(lid)
             produced.add_metric(names, made * bits)
             rate.add_metric(names, self._rate_bps(lid, now, made))
-            last_qber = store.get_meta(f"qber/{lid}")
+            last_qber = meta.get(f"qber/{lid}") or None
             if last_qber is not None and math.isfinite(float(last_qber)):
                 qber.add_metric(names, float(last_qber))
             counts = store.counts(lid)
@@ -275,7 +275,7 @@ class _KMECollector(Collector):
             consumed.add_metric([*names, "delivered"], delivered * bits)
             consumed.add_metric([*names, "relay"], relayed * bits)
             discarded.add_metric(names, dropped * bits)
-            behind, blocks = store.get_meta(f"lag/{lid}"), store.get_meta(f"sampled/{lid}")
+            behind, blocks = meta.get(f"lag/{lid}"), meta.get(f"sampled/{lid}")
             if behind:
                 lag.add_metric(names, float(behind))
             sampled.add_metric(names, int(blocks or 0))

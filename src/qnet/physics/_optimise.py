@@ -4,6 +4,8 @@ A coarse logarithmic grid finds the basin of the global maximum, then scipy refi
 Brent in 1-D, Nelder-Mead in 2-D). Rate functions here are smooth and unimodal in practice, but
 at long distance most of the range gives a negative rate, so a local search alone can stall on a
 flat region; the grid guards against that.
+
+scipy.optimize is imported where it is used (0.6 s): a link feeder imports the models, not this.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
 
 __all__ = ["maximise_1d", "maximise_2d"]
 
@@ -20,6 +21,8 @@ _GRID = 48
 
 def maximise_1d(fn: Callable[[float], float], lo: float, hi: float) -> float:
     """The argument in [lo, hi] (lo > 0) that maximises ``fn``."""
+    from scipy.optimize import minimize_scalar  # noqa: PLC0415 - deferred: see the module docstring
+
     grid = np.geomspace(lo, hi, _GRID)
     values = [fn(float(x)) for x in grid]
     i = int(np.argmax(values))
@@ -35,6 +38,8 @@ def maximise_2d(
     y_bounds: tuple[float, float],
 ) -> tuple[float, float]:
     """The point of the box ``x_bounds`` x ``y_bounds`` (both > 0) that maximises ``fn``."""
+    from scipy.optimize import minimize  # noqa: PLC0415 - deferred: see the module docstring
+
     xs, ys = np.geomspace(*x_bounds, 24), np.geomspace(*y_bounds, 24)
     values = np.array([[fn(float(x), float(y)) for y in ys] for x in xs])
     i, j = np.unravel_index(int(np.argmax(values)), values.shape)

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from qnet.physics._types import ArrayLike
@@ -26,6 +28,8 @@ def binary_entropy(x: ArrayLike) -> ArrayLike:
         >>> round(float(binary_entropy(0.11)), 4)
         0.4999
     """
+    if type(x) is float:  # a scalar fast path: optimisers call this tens of thousands of times
+        return -x * math.log2(x) - (1.0 - x) * math.log2(1.0 - x) if 0.0 < x < 1.0 else 0.0
     p = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -p * np.log2(p) - (1.0 - p) * np.log2(1.0 - p)

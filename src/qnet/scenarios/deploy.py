@@ -29,25 +29,41 @@ import math
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from qnet.physics.bb84 import BB84DecoyParams
-from qnet.quantum.link import expected_rate_bps, feed_block_pulses, link_cpu_cores
+from qnet.physics.finite_key import DecoySettings
+from qnet.quantum.link import block_settings, expected_rate_bps, feed_block_pulses, link_cpu_cores
 from qnet.scenarios.planner import link_length_km
 from qnet.scenarios.spec import LinkSpec, NetworkSpec
 from qnet.security.pki import PKI
 
-__all__ = ["CONTROL_PERIOD_S", "FEED_DEVICE_PARAMS", "Deployment", "feed_device", "feed_geometry", "feed_params",
-           "init_deployment", "node_positions", "plan_feed_modes"]
+__all__ = ["CONTROL_PERIOD_S", "FEED_DEVICE_PARAMS", "SAMPLED_FEED_COST", "Deployment", "feed_cores", "feed_cost",
+           "feed_device", "feed_geometry", "feed_params", "feeder_groups", "init_deployment", "node_positions",
+           "plan_feed_modes"]
 
 CONTROL_PERIOD_S = 1.0
 """How often each KME reports to the controller (and learns the network's state)."""
 LOW_WATER_UNITS = 1000
-FEED_CORES = max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2), 2) - 1
-"""CPU cores the live links' photon-level simulations may use together (one is left for the KMEs):
-links beyond it sample their blocks (:func:`plan_feed_modes`)."""
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+KME_CORES = 0.1
+"""The share of a core one KME of a live network uses (measured on the Kanto network, 2 cores, its
+pools filling: 5-12 % each, with its reports, synchronisation and KM-to-KM channels)."""
+
+
+def feed_cores(cores: int, kmes: int) -> float:
+    """The CPU cores a network's photon-level link simulations may use together on a machine with
+    ``cores``: one core is kept for writing the links' keys into the stores, and each of the
+    ``kmes`` KMEs has its share (:data:`KME_CORES`). Links beyond it sample their blocks
+    (:func:`plan_feed_modes`).
+
+    Examples:
+        >>> feed_cores(2, 6), feed_cores(2, 11), feed_cores(16, 11)
+        (0.4, 0.0, 13.9)
+    """
+    return round(max(cores - 1 - KME_CORES * kmes, 0.0), 6)
 FEED_DEVICE_PARAMS = ("misalignment", "detector_efficiency", "dark_count_prob", "afterpulse_prob", "dead_time_s")
 """The spec's link ``params`` that the live link's device takes (the rest are the planner's)."""
 
@@ -105,9 +121,11 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
         if settings["kind"] == "simulated":
             device = feed_params(link)
             settings.setdefault("pulses_per_block", feed_block_pulses(length, attenuation, device=device))
-            costs[link.label] = link_cpu_cores(length, attenuation, int(settings["pulses_per_block"]),
-                                               device=device) * float(settings.get("speedup", 1.0))
-    for label, mode in plan_feed_modes(costs, FEED_CORES).items():
+            pulses = int(settings["pulses_per_block"])
+            costs[link.label] = link_cpu_cores(length, attenuation, pulses, device=device) * float(
+                settings.get("speedup", 1.0))
+            settings.setdefault("settings", asdict(block_settings(length, attenuation, pulses, device=device)))
+    for label, mode in plan_feed_modes(costs, feed_cores(CORES, len(nodes))).items():
         sources[label]["mode"] = mode
     for link in spec.links:
         a, b = link.endpoints
@@ -160,6 +178,48 @@ def plan_feed_modes(costs: Mapping[str, float], cores: float) -> dict[str, str]:
         used += cost if fits else 0.0
         modes[label] = "photon" if fits else "sampled"
     return modes
+
+
+SAMPLED_FEED_COST = 0.05
+"""The cores a sampled (or PRNG) link's feed is counted at when feeds are shared among processes:
+its blocks cost milliseconds, and what remains is writing its keys."""
+
+
+def feed_cost(config: Mapping[str, Any]) -> float:
+    """The CPU cores the feeds a KME configuration runs need at real time: each link whose device
+    pair it runs (the first end's, or every end's with no ``peer_store_url``), photon-level links at
+    :func:`qnet.quantum.link.link_cpu_cores` with their planned settings, others at
+    :data:`SAMPLED_FEED_COST`."""
+    total = 0.0
+    for link in config.get("links", []):
+        if link.get("peer_store_url") is not None and link["ends"][0] != config["kme_id"]:
+            continue
+        src = link.get("source", {})
+        if src.get("kind", "simulated") != "simulated" or src.get("mode") == "sampled":
+            total += SAMPLED_FEED_COST
+            continue
+        device = replace(BB84DecoyParams(), **src.get("device", {}))
+        settings = DecoySettings(**src["settings"]) if src.get("settings") else None
+        total += link_cpu_cores(float(src["length_km"]), float(src["attenuation_db_per_km"]),
+                                int(src["pulses_per_block"]), device=device, settings=settings) * float(
+            src.get("speedup", 1.0))
+    return total
+
+
+def feeder_groups(costs: Mapping[str, float], processes: int) -> list[list[str]]:
+    """Share the KMEs whose feeds cost ``costs`` (cores; :func:`feed_cost`) among at most
+    ``processes`` feeder processes, so each runs about the same CPU: the costliest first, each onto
+    the least loaded. KMEs with nothing to feed are left out.
+
+    Examples:
+        >>> feeder_groups({"A": 0.9, "B": 0.1, "C": 0.5, "D": 0.0}, 2)
+        [['A'], ['C', 'B']]
+    """
+    groups: list[tuple[float, list[str]]] = [(0.0, []) for _ in range(max(processes, 1))]
+    for name, cost in sorted(((n, c) for n, c in costs.items() if c > 0), key=lambda kv: -kv[1]):
+        load, members = min(groups, key=lambda g: g[0])
+        groups[groups.index((load, members))] = (load + cost, [*members, name])
+    return [members for _, members in groups if members]
 
 
 def feed_device(link: LinkSpec) -> dict[str, float]:

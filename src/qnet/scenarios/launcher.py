@@ -34,7 +34,8 @@ import httpx
 
 from qnet.errors import QNetError
 
-__all__ = ["STATE_FILE", "STOP_GRACE_S", "Interrupted", "Launcher", "SignalGuard", "check_ports", "die_with_parent",
+__all__ = ["STATE_FILE", "STOP_GRACE_S", "Interrupted", "Launcher", "SignalGuard", "check_ports", "cpu_cores",
+           "die_with_parent",
            "group_members", "is_running", "stop_on_signals", "stop_recorded", "write_state"]
 
 STATE_FILE = "qnet-up.json"
@@ -154,6 +155,23 @@ class Launcher:
         """Start the KME of ``node`` from its configuration (``qnet kme serve NODE.json ARGS``)."""
         return self.start(node, "kme", "serve", str(config), *args, what=f"KME of {node}")
 
+    def start_feeders(self, configs: Mapping[str, Path], processes: int | None = None) -> list[str]:
+        """Start the key feeds of the links of the KMEs configured at ``configs`` (node -> NODE.json)
+        in at most ``processes`` processes (``qnet kme feed``; one per CPU core by default), each
+        with about the same CPU load (:func:`qnet.scenarios.deploy.feeder_groups`). Start the KMEs
+        with ``--no-links`` beside them. Returns the feeders' names."""
+        from qnet.scenarios.deploy import feed_cost, feeder_groups  # noqa: PLC0415 - physics: not for qnet down
+
+        costs = {node: feed_cost(json.loads(Path(path).read_text())) for node, path in configs.items()}
+        groups = feeder_groups(costs, processes or cpu_cores())
+        names = []
+        for i, nodes in enumerate(groups, 1):
+            name = f"feeds-{i}"
+            self.start(name, "kme", "feed", *(str(configs[n]) for n in nodes),
+                       what=f"key feeds {i} of {len(groups)} ({', '.join(nodes)})")
+            names.append(name)
+        return names
+
     def start_controller(self, config: Path, name: str = "controller") -> subprocess.Popen[bytes]:
         """Start the controller (and its dashboard) from its configuration."""
         return self.start(name, "controller", "serve", str(config), what="controller")
@@ -174,7 +192,7 @@ class Launcher:
                 for name, url in list(pending.items()):
                     self._check_alive(name)
                     with contextlib.suppress(httpx.HTTPError):
-                        http.get(f"{url}/openapi.json")
+                        http.get(f"{url}/")  # any answer (a 404) means it serves
                         del pending[name]
                         if on_ready is not None:
                             on_ready(name, time.monotonic() - start)
@@ -232,6 +250,11 @@ class Launcher:
         if not starts:
             return ""
         return ": " + " ".join(lines[starts[-1]:]).removeprefix("error:").strip()  # rich wraps long lines
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _status(code: int) -> str:

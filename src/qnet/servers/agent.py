@@ -22,13 +22,13 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from qnet.control.controller import state_from_dict
 from qnet.control.routing import LinkState
-from qnet.keys.store import KeyStore
 
 if TYPE_CHECKING:
     from qnet.servers.node import KmeNode
@@ -40,6 +40,8 @@ REAL_TIME_AFTER_S = 60.0
 RATE_WINDOW_S = 60.0
 """The key rate reported is the mean over this long: links deliver key a block at a time."""
 
+STOCK_REFRESH_S = 3.0
+"""A link's stock in the reports is at most this old."""
 WAIT_SLICE_S = 2.0
 """The longest one wait on the controller's changes lasts (a stopping KME is not held up longer)."""
 MIN_REPORT_GAP_S = 0.1
@@ -48,10 +50,11 @@ MIN_REPORT_GAP_S = 0.1
 log = logging.getLogger("qnet.kme")
 
 
-def feed_pace(store: KeyStore, link_id: str) -> tuple[float | None, str | None]:
+def feed_pace(meta: Mapping[str, str], link_id: str) -> tuple[float | None, str | None]:
     """(seconds the link's key feed is behind real time, ``"photon"`` or ``"sampled"``), as its
-    feeder last wrote them; None where it has not (not a simulated link, or not started)."""
-    lag, mode = store.get_meta(f"lag/{link_id}"), store.get_meta(f"mode/{link_id}")
+    feeder last wrote them in the store's ``meta`` (:meth:`KeyStore.meta`); None where it has not
+    (not a simulated link, or not started)."""
+    lag, mode = meta.get(f"lag/{link_id}"), meta.get(f"mode/{link_id}")
     return (float(lag) if lag else None), (mode or ("photon" if lag else None))
 
 
@@ -70,6 +73,7 @@ class ControlAgent:
         self._eve: set[str] = set()
         self._lagging: set[str] = set()
         self._photon_since: dict[str, float] = {}
+        self._stocks: dict[str, tuple[float, int]] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Report every period until ``stop`` is set."""
@@ -122,22 +126,32 @@ class ControlAgent:
     def reports(self, now: float) -> list[dict[str, Any]]:
         """This KME's view of each of its links."""
         store, out = self.node.store, []
+        meta = store.meta()  # one read for every link's QBER, rate, lag and mode
         for link in self.node.config.links:
             history = self._history.setdefault(link.link_id, deque())
-            history.append((now, store.produced(link.link_id)))
-            while len(history) > 2 and now - history[1][0] >= RATE_WINDOW_S:
-                history.popleft()
-            (t0, first), (t1, last) = history[0], history[-1]
-            rate = (last - first) * self.node.config.unit_bits / (t1 - t0) if t1 > t0 else 0.0
-            qber, skr = store.get_meta(f"qber/{link.link_id}"), store.get_meta(f"skr/{link.link_id}")
+            qber, skr = meta.get(f"qber/{link.link_id}"), meta.get(f"skr/{link.link_id}")
             if skr:  # what the link makes (its QKD module's secret key rate), paused or not
                 rate = float(skr)
-            lag, mode = feed_pace(store, link.link_id)
+            else:  # no QKD module's figure (a PRNG source): what reached the store over the window
+                history.append((now, store.produced(link.link_id)))
+                while len(history) > 2 and now - history[1][0] >= RATE_WINDOW_S:
+                    history.popleft()
+                (t0, first), (t1, last) = history[0], history[-1]
+                rate = (last - first) * self.node.config.unit_bits / (t1 - t0) if t1 > t0 else 0.0
+            lag, mode = feed_pace(meta, link.link_id)
             self._note_mode(link.link_id, mode, lag)
-            out.append({"link_id": link.link_id, "stored_units": store.stock(link.link_id),
+            out.append({"link_id": link.link_id, "stored_units": self._stock(link.link_id, now),
                         "key_rate_bps": max(rate, 0.0), "qber": float(qber) if qber else None,
                         "up": self.node.manager.peer_ok(link.peer), "lag_s": lag, "feed_mode": mode})
         return out
+
+    def _stock(self, link_id: str, now: float) -> int:
+        """The link's servable units here, counted at most every :data:`STOCK_REFRESH_S` (a count
+        over a full pool costs milliseconds, and every KME reports every second)."""
+        counted = self._stocks.get(link_id)
+        if counted is None or now - counted[0] >= STOCK_REFRESH_S:
+            counted = self._stocks[link_id] = (now, self.node.store.stock(link_id))
+        return counted[1]
 
     def _note_mode(self, link_id: str, mode: str | None, lag: float | None) -> None:
         """Events when a link's feed cannot keep up (it samples its blocks) and when it has kept up

@@ -1,5 +1,6 @@
-"""The key feeds of one KME: a child process that runs its links' QKD device pairs in turn and
-writes their keys into the key managers' stores (the QKD modules beside a key manager).
+"""The key feeds of KMEs: a child process that runs their links' QKD device pairs in turn and
+writes their keys into the key managers' stores (the QKD modules beside a key manager). A KME
+serving alone starts one for its own links; ``qnet up`` starts one per CPU core for the network.
 
 **One simulation per link.** A QKD device pair delivers one key to its two KMEs. So each simulated
 link runs once, in the feeder of its first end, which writes each key into both ends' stores
@@ -31,16 +32,16 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from qnet.keys.source import KeyMaterial, KeySource
-from qnet.keys.store import KeyStore
+from qnet.keys.store import KeyStore, owner_of
 from qnet.physics.bb84 import BB84DecoyParams
-from qnet.quantum.link import FeedMode, SimulatedLink
+from qnet.physics.finite_key import DecoySettings
+from qnet.quantum.link import FeedMode, SimulatedLink, key_id_strings
 from qnet.servers.config import LinkConfig, SourceConfig, load_config
 
 EVE_QBER = 0.25
@@ -72,20 +73,20 @@ class PrngSource:
 
     def take(self, now_s: float) -> list[_PrngUnit]:
         """The next ``batch`` units (the clock is ignored)."""
-        out = []
-        for i in range(self.count, self.count + self.batch):
-            stream = hashlib.shake_256(f"{self.seed}/{i}".encode()).digest(16 + self.unit_bytes)
-            out.append(_PrngUnit(str(uuid.UUID(bytes=stream[:16], version=4)), stream[16:]))
+        streams = [hashlib.shake_256(f"{self.seed}/{i}".encode()).digest(16 + self.unit_bytes)
+                   for i in range(self.count, self.count + self.batch)]
+        ids = key_id_strings(self.count, b"".join(stream[:16] for stream in streams))  # ordered, as the link's
         self.count += self.batch
-        return out
+        return [_PrngUnit(key_id, stream[16:]) for key_id, stream in zip(ids, streams, strict=True)]
 
 
 def _simulated(link: LinkConfig, unit_bits: int) -> SimulatedLink:
     src: SourceConfig = link.source
     overrides: dict[str, Any] = dict(src.device)
     device = replace(BB84DecoyParams(), **overrides, attenuation_db_per_km=src.attenuation_db_per_km)
+    settings = DecoySettings(**src.settings.model_dump()) if src.settings is not None else None
     return SimulatedLink(link.link_id, device, length_km=src.length_km, pulses_per_block=src.pulses_per_block,
-                         seed=src.seed, speedup=src.speedup, key_bits=unit_bits, replicated=True)
+                         seed=src.seed, speedup=src.speedup, key_bits=unit_bits, replicated=True, settings=settings)
 
 
 @dataclass
@@ -139,18 +140,27 @@ class LinkFeed:
         return added
 
     def _deliver(self, made: Sequence[Sequence[KeyMaterial]], now: float) -> int:
-        """Write each end's units into its store; returns the units new here. A device pair writes
-        the peer's copy first (``new``), then this end's (``available``: its twin is stored), then
-        confirms the peer's: every unit is ``available`` at both ends without a sync round, and at
-        no moment servable at one end while missing at the other. A crash between the writes
-        leaves ``new`` units, which the KMEs' synchronisation repairs (or the replay re-delivers)."""
-        link = self.link
+        """Write each end's units into its store; returns the units new here.
+
+        A device pair writes every unit first where its owner (:func:`owner_of`) cannot serve it,
+        then where it can: the peer's copies of the units this end serves, this end's copies of the
+        units the peer serves, then the servable copies here and there. So every unit is
+        ``available`` at both ends with no sync round, and at no moment servable at one end while
+        missing at the other; each is written once, never updated (confirming ``new`` units cost a
+        feeder more than inserting them). A crash between the writes leaves copies that their end
+        cannot serve, which the replay after a restart completes."""
+        link, own = self.link, self.own
         if len(self.stores) == 1:  # this end alone: the KMEs' synchronisation confirms
-            return self.own.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in made[0]), now)
-        peer, own = self.stores[1], self.own
-        peer.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in made[1]), now)
-        added = own.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in made[0]), now, confirmed=True)
-        peer.confirm(link.link_id, [u.key_ID for u in made[1]])
+            return own.add_units(link.link_id, link.ends, ((u.key_ID, u.key) for u in made[0]), now)
+        peer = self.stores[1]
+
+        def owned_by(end: str, units: Sequence[KeyMaterial]) -> list[tuple[str, bytes]]:
+            return [(u.key_ID, u.key) for u in units if owner_of(u.key_ID, link.ends) == end]
+
+        peer.add_units(link.link_id, link.ends, owned_by(own.kme_id, made[1]), now, confirmed=True)
+        added = own.add_units(link.link_id, link.ends, owned_by(peer.kme_id, made[0]), now, confirmed=True)
+        added += own.add_units(link.link_id, link.ends, owned_by(own.kme_id, made[0]), now, confirmed=True)
+        peer.add_units(link.link_id, link.ends, owned_by(peer.kme_id, made[1]), now, confirmed=True)
         return added
 
     def _pace(self, elapsed: float) -> float:
@@ -251,16 +261,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
-def feeder_main(config_path: str) -> None:
-    """Entry point of the feeder process of the KME configured at ``config_path``: one process runs
-    all its links in turn (a process per link costs a few hundred MB each: numpy, numba)."""
+def feeder_main(config_paths: str | Sequence[str]) -> None:
+    """Entry point of a feeder process: the links of the KMEs configured at ``config_paths`` (one
+    path, or several), all in turn in this one process. A KME serving alone starts one for itself;
+    ``qnet up`` starts one per CPU core for the whole network (``qnet kme feed``), since a process
+    costs about 2 s of CPU to start and a few hundred MB (numpy, numba)."""
     _die_with_parent()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.nice(10)  # the photon simulation yields the cores to the key managers' requests
-    config = load_config(Path(config_path))
-    store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
-    feeds = make_feeds(config.kme_id, config.links, store, config.unit_bits)
+    stores: list[KeyStore] = []
+    feeds: list[LinkFeed] = []
     try:
+        for path in [config_paths] if isinstance(config_paths, str) else config_paths:
+            config = load_config(Path(path))
+            store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
+            stores.append(store)
+            feeds += make_feeds(config.kme_id, config.links, store, config.unit_bits)
         if feeds:
             feed(feeds)
     except (KeyboardInterrupt, SystemExit):
@@ -269,4 +285,5 @@ def feeder_main(config_path: str) -> None:
         for f in feeds:
             for other in f.stores[1:]:
                 other.close()
-        store.close()
+        for store in stores:
+            store.close()
