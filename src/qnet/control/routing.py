@@ -23,11 +23,12 @@ import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any, Literal
 
 from qnet.errors import QNetError
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["Cost", "FeedModeName", "LinkState", "NoRouteError", "RoutePolicy", "Router", "Topology", "hop_cost",
            "key_level_cost", "usable_link"]
@@ -142,6 +143,8 @@ class Router:
         Raises:
             NoRouteError: naming why (unknown node, excluded, disconnected, too many hops).
         """
+        import networkx as nx  # noqa: PLC0415 - deferred: a KME routes only once it relays (0.2 s of start-up)
+
         self._check_ends(src, dst)
         states = states or {}
         for allow_alarmed in (False, True):
@@ -191,6 +194,8 @@ class Router:
                 raise NoRouteError(f"node {node!r} is excluded by policy")
 
     def _k_shortest(self, graph: nx.Graph, src: str, dst: str, limit: int) -> list[list[str]]:
+        import networkx as nx  # noqa: PLC0415 - deferred, as in route()
+
         routes: list[list[str]] = []
         try:
             for path in nx.shortest_simple_paths(graph, src, dst, weight="cost"):
@@ -240,6 +245,8 @@ class Router:
                 tuple(self._weight(states.get(lid), allow_alarmed) for _, _, lid in self.topology.links))
 
     def _build(self, weights: tuple[float | None, ...], avoid: set[str]) -> nx.Graph:
+        import networkx as nx  # noqa: PLC0415 - deferred, as in route()
+
         graph = nx.Graph()
         graph.add_nodes_from(n for n in self.topology.nodes if n not in self.policy.excluded_nodes | avoid)
         for (a, b, link_id), cost in zip(self.topology.links, weights, strict=True):
