@@ -293,3 +293,23 @@ def test_the_revision_counts_what_key_managers_must_hear_of() -> None:
     after_open = ctl.revision
     ctl.report("C", [LinkReport("cd", 500, 1000.0, 0.25)], 3.0)  # QBER alarm
     assert ctl.revision > after_open
+
+
+def test_a_link_not_yet_up_while_the_network_starts_is_no_alarm() -> None:
+    """While a network starts, each KME reports its links down until it has reached the peer: no
+    link-down alarm then (they cleared 1-2 s later, and an alarm that cries wolf at every start
+    teaches operators to ignore alarms). A link that never comes up is alarmed after the grace; one
+    that was up and goes down, at once."""
+    ctl = controller()
+    seen: list[str] = []
+    ctl.listeners.append(lambda e: seen.append(f"{e.kind}@{e.place}"))
+    for a, b, lid in SQUARE.links:
+        for node in (a, b):
+            ctl.report(node, [LinkReport(lid, 0, 0.0, None, up=lid != "bc")], 0.0)
+    ctl.report("A", [LinkReport("ab", 0, 0.0, None, up=False)], 1.0)  # ab was up: down now
+    assert "link-down@ab" in seen and "link-down@bc" not in seen
+    for t in (10.0, 20.0):
+        ctl.report("B", [LinkReport("bc", 0, 0.0, None, up=False)], t)
+    assert "link-down@bc" not in seen
+    ctl.report("B", [LinkReport("bc", 0, 0.0, None, up=False)], ctl.start_grace_s + 1.0)
+    assert "link-down@bc" in seen

@@ -211,6 +211,10 @@ class Controller:
         self.drained: set[str] = set()
         self._silent: set[str] = set()
         self._was_up: dict[str, bool] = {}
+        self._first_check_s: float | None = None
+        self.start_grace_s = 30 * control_period_s
+        """A link never seen up is not alarmed as down until this long after the first report
+        (its ends are still starting: a peer not reached yet is reported down)."""
 
     # -- monitoring ------------------------------------------------------------------------------------
 
@@ -259,11 +263,17 @@ class Controller:
 
     def _check_links(self, now_s: float) -> None:
         """``link-down`` / ``link-up`` on each change of a link's state (cuts have their own events)."""
+        self._first_check_s = now_s if self._first_check_s is None else self._first_check_s
         for lid, state in self.states(now_s).items():
             if self.links[lid].cut:  # a cut is its own alarm (link-cut ... link-restored)
                 self._was_up[lid] = True
                 continue
-            was = self._was_up.get(lid, True)
+            if not self.links[lid].reports:
+                continue  # no end has reported it yet: neither up nor down
+            was = self._was_up.get(lid)
+            if was is None and not state.up and now_s - self._first_check_s < self.start_grace_s:
+                continue  # not up yet, as every link is while a network starts: no alarm yet
+            was = True if was is None else was
             if state.up != was:
                 self._event(now_s, "link-up" if state.up else "link-down", lid, "cleared" if state.up else "major",
                             "reports show the link working again" if state.up else

@@ -31,6 +31,7 @@ import hashlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -239,18 +240,24 @@ def make_feeds(kme_id: str, links: Sequence[LinkConfig], store: KeyStore, unit_b
     return feeds
 
 
-def feed(feeds: Sequence[LinkFeed], *, rounds: int | None = None, pause_s: float = 0.1) -> int:
+def feed(feeds: Sequence[LinkFeed], *, rounds: int | None = None, pause_s: float = 0.1,
+         stop: threading.Event | None = None) -> int:
     """Feed every link in turn until stopped (``rounds`` rounds, or for ever while the parent
-    lives); sleeps ``pause_s`` when a whole round made nothing. Returns the units added here."""
-    parent, added, done = os.getppid(), 0, 0
-    while rounds is None or done < rounds:
+    lives and ``stop`` is not set; it is checked between links); sleeps ``pause_s`` when a whole
+    round made nothing. Returns the units added here."""
+    parent, added, done, stop = os.getppid(), 0, 0, stop or threading.Event()
+    while (rounds is None or done < rounds) and not stop.is_set():
         done += 1
         if rounds is None and os.getppid() != parent:
             break  # the KME died: a QKD module without its key manager stops
-        made = sum(f.round() for f in feeds)
+        made = 0
+        for f in feeds:
+            if stop.is_set():
+                break
+            made += f.round()
         added += made
         if not made:
-            time.sleep(pause_s)
+            stop.wait(pause_s)
     return added
 
 
@@ -267,7 +274,8 @@ def feeder_main(config_paths: str | Sequence[str]) -> None:
     ``qnet up`` starts one per CPU core for the whole network (``qnet kme feed``), since a process
     costs about 2 s of CPU to start and a few hundred MB (numpy, numba)."""
     _die_with_parent()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    stop = threading.Event()  # SIGTERM ends the loop between two links, never inside a transaction
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     os.nice(10)  # the photon simulation yields the cores to the key managers' requests
     stores: list[KeyStore] = []
     feeds: list[LinkFeed] = []
@@ -278,7 +286,7 @@ def feeder_main(config_paths: str | Sequence[str]) -> None:
             stores.append(store)
             feeds += make_feeds(config.kme_id, config.links, store, config.unit_bits)
         if feeds:
-            feed(feeds)
+            feed(feeds, stop=stop)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
