@@ -211,11 +211,7 @@ def links_cpu_cores(configs: Any) -> float | None:
     """The CPU cores the simulated links of these KME configurations need to keep real time at
     their speed-up, each link counted once (:func:`qnet.quantum.link.link_cpu_cores`); None if no
     link is simulated."""
-    from dataclasses import replace
-
-    from qnet.physics.bb84 import BB84DecoyParams
-    from qnet.physics.finite_key import DecoySettings
-    from qnet.quantum.link import link_cpu_cores
+    from qnet.scenarios.deploy import source_cpu_cores
 
     seen: set[str] = set()
     total = 0.0
@@ -225,11 +221,7 @@ def links_cpu_cores(configs: Any) -> float | None:
             if link["link_id"] in seen or src.get("kind", "simulated") != "simulated":
                 continue
             seen.add(link["link_id"])
-            device = replace(BB84DecoyParams(), **src.get("device", {}))
-            settings = DecoySettings(**src["settings"]) if src.get("settings") else None
-            need = link_cpu_cores(float(src["length_km"]), float(src["attenuation_db_per_km"]),
-                                  int(src["pulses_per_block"]), device=device, settings=settings)
-            total += need * float(src.get("speedup", 1.0))
+            total += source_cpu_cores(src)
     return total if seen else None
 
 

@@ -42,7 +42,7 @@ from qnet.security.pki import PKI
 
 __all__ = ["CONTROL_PERIOD_S", "FEED_DEVICE_PARAMS", "SAMPLED_FEED_COST", "Deployment", "feed_cores", "feed_cost",
            "feed_device", "feed_geometry", "feed_params", "feeder_groups", "init_deployment", "node_positions",
-           "plan_feed_modes"]
+           "plan_feed_modes", "source_cpu_cores"]
 
 CONTROL_PERIOD_S = 1.0
 """How often each KME reports to the controller (and learns the network's state)."""
@@ -198,12 +198,17 @@ def feed_cost(config: Mapping[str, Any]) -> float:
         if src.get("kind", "simulated") != "simulated" or src.get("mode") == "sampled":
             total += SAMPLED_FEED_COST
             continue
-        device = replace(BB84DecoyParams(), **src.get("device", {}))
-        settings = DecoySettings(**src["settings"]) if src.get("settings") else None
-        total += link_cpu_cores(float(src["length_km"]), float(src["attenuation_db_per_km"]),
-                                int(src["pulses_per_block"]), device=device, settings=settings) * float(
-            src.get("speedup", 1.0))
+        total += source_cpu_cores(src)
     return total
+
+
+def source_cpu_cores(src: Mapping[str, Any]) -> float:
+    """The cores a simulated link's ``source`` configuration needs photon by photon at real time,
+    at its speed-up (:func:`qnet.quantum.link.link_cpu_cores`, with its planned settings)."""
+    device = replace(BB84DecoyParams(), **src.get("device", {}))
+    settings = DecoySettings(**src["settings"]) if src.get("settings") else None
+    return link_cpu_cores(float(src["length_km"]), float(src["attenuation_db_per_km"]), int(src["pulses_per_block"]),
+                          device=device, settings=settings) * float(src.get("speedup", 1.0))
 
 
 def feeder_groups(costs: Mapping[str, float], processes: int) -> list[list[str]]:
