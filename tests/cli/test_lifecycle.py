@@ -65,12 +65,21 @@ def _up(state: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _servers(up: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The server processes ``qnet up`` has started so far (its direct children running ``serve``)."""
+    """The server processes ``qnet up`` has started so far: its children running ``serve``, and
+    those its server host forked (they keep the host's command line)."""
     try:
-        children = psutil.Process(up.pid).children()
+        children = psutil.Process(up.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [child for child in children if "serve" in _cmd(child).split()]
+    return [child for child in children if "serve" in _cmd(child).split()
+            or ("qnet.cli.forkhost" in _cmd(child) and _parent(child) != up.pid)]
+
+
+def _parent(proc: psutil.Process) -> int | None:
+    try:
+        return proc.ppid()
+    except psutil.Error:
+        return None
 
 
 def _cmd(proc: psutil.Process) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from qnet.keys.source import SampleReason
 from qnet.keys.store import KeyStore, keys_table, owner_of
 from qnet.quantum.link import FeedMode
 from qnet.servers.config import LinkConfig, SourceConfig
@@ -82,6 +83,31 @@ def test_a_feed_that_falls_behind_samples_its_blocks_and_says_so(tmp_path: Path)
     assert sim.mode is FeedMode.PHOTON and a.get_meta("mode/A-B") == "photon"
     assert float(a.get_meta("lag/A-B") or 1) == 0.0
     assert 65 <= sim.sampled <= 75 and _by_owner(a) == _by_owner(b)  # sampled until within LAG_TOLERANCE_S (3 s)
+
+
+def test_a_feed_samples_while_the_post_processing_compiles_and_says_why(tmp_path: Path) -> None:
+    """A machine's first run (numba's cache cold): the feed makes key from sampled blocks while the
+    post-processing compiles, writes why (``why/LINK``: compiling) before the mode, and goes photon
+    by photon once compiled, on time (no lag)."""
+    a, b = _stores(tmp_path)
+    done = [False]
+    (feed,) = make_feeds("A", [_link(tmp_path)], a, 256, compiled=lambda: done[0])
+    for i in range(1, 4):
+        feed.round(now=EPOCH + 0.1 * i + 0.01)
+    sim = feed.sim
+    assert sim is not None and sim.mode is FeedMode.SAMPLED and sim.sampled == 3 and len(_units(a)) > 0
+    assert (b.get_meta("why/A-B"), b.get_meta("mode/A-B")) == ("compiling", "sampled")
+    done[0] = True
+    feed.round(now=EPOCH + 0.41)
+    assert sim.mode is FeedMode.PHOTON and sim.sampled == 3 and a.get_meta("mode/A-B") == "photon"
+    assert float(a.get_meta("lag/A-B") or 1) == 0.0
+
+
+def test_the_reason_for_sampled_blocks_is_told_to_the_operator() -> None:
+    """Each reason reads as what happened (the agent's link-lagging event carries it)."""
+    assert "compiled" in SampleReason.COMPILING.explain() and "first run" in SampleReason.COMPILING.explain()
+    assert SampleReason.BEHIND.explain(12.4) == "the key feed is 12 s behind real time (too few CPU cores)"
+    assert "planned at deployment" in SampleReason.PLANNED.explain(0.5)
 
 
 def test_sampled_blocks_match_the_photon_blocks_on_average(tmp_path: Path) -> None:

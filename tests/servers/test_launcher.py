@@ -168,3 +168,35 @@ def test_stop_on_signals_turns_the_first_signal_into_one_clean_stop() -> None:
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_forked_servers_log_and_report_their_exit_and_the_host_ends_with_the_launcher(tmp_path: Path) -> None:
+    """Servers forked from the server host (one import of the servers' code for all): each writes
+    to its own log, its exit status reaches the launcher (0 for --help, Click's 2 for a usage
+    error), each led its own session, and stopping the launcher's last server ends the host."""
+    run = Launcher(log_dir=tmp_path)
+    ok = run.start("help", "kme", "--help", forked=True)
+    bad = run.start("bad", "no-such-command", forked=True)
+    assert ok.wait(timeout=scaled(120)) == 0 and bad.wait(timeout=scaled(30)) == 2
+    assert run.exited() == {"help": 0, "bad": 2}
+    assert "Usage: qnet kme" in (tmp_path / "help.log").read_text()
+    assert "No such command" in (tmp_path / "bad.log").read_text()
+    host = run._host
+    assert host is not None and host.proc.poll() is None
+    assert run.stop() == [] and host.proc.wait(timeout=scaled(30)) == 0
+
+
+def test_a_dead_host_is_an_error_and_the_launcher_starts_a_new_one(tmp_path: Path) -> None:
+    """If the host dies (kill -9), asking it to fork is a clear error naming it, and the launcher's
+    next server starts on a fresh host."""
+    run = Launcher(log_dir=tmp_path)
+    assert run.start("help", "--help", forked=True).wait(timeout=scaled(120)) == 0
+    host = run._host
+    assert host is not None
+    os.kill(host.proc.pid, signal.SIGKILL)
+    host.proc.wait(timeout=scaled(30))
+    with pytest.raises(QNetError, match=r"the server host exited \(signal SIGKILL\); see .*server-host\.log"):
+        host.fork("again", ["--help"], None)
+    assert run.start("again", "--help", forked=True).wait(timeout=scaled(120)) == 0
+    assert run._host is not host
+    run.stop()

@@ -14,9 +14,30 @@ so the same key manager runs under simulated or wall time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-__all__ = ["KeyMaterial", "KeySource"]
+__all__ = ["KeyMaterial", "KeySource", "SampleReason"]
+
+
+class SampleReason(StrEnum):
+    """Why a simulated link's feed samples its blocks from their statistics instead of simulating
+    them photon by photon (its feeder writes it beside the mode, under ``why/LINK`` in the store)."""
+
+    PLANNED = "planned"
+    """The deployment found too few CPU cores for this link photon by photon."""
+    BEHIND = "behind"
+    """The feed fell behind real time (a busy machine)."""
+    COMPILING = "compiling"
+    """The machine's first run: the photon-level post-processing is still being compiled."""
+
+    def explain(self, lag_s: float | None = None) -> str:
+        """What an operator is told."""
+        if self is SampleReason.COMPILING:
+            return "the photon-level post-processing is being compiled (this machine's first run)"
+        if self is SampleReason.BEHIND or (lag_s is not None and lag_s > 1.0):
+            return f"the key feed is {lag_s or 0:.0f} s behind real time (too few CPU cores)"
+        return "the machine has too few CPU cores to simulate it photon by photon (planned at deployment)"
 
 
 class KeyMaterial(Protocol):

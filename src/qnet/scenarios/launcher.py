@@ -1,12 +1,14 @@
 """The one launcher of a live network's servers: ``qnet up``, ``qnet kme serve DIR`` and the
 integration tests (``tests/servers/conftest.py``) start, wait for and stop them through it.
 
-Each server runs as ``python -m qnet kme serve NODE.json`` (or ``controller serve``) in a child
-process that leads its own process group (its own session): the group also holds what the server
-starts (a KME's key feeders), so one signal to the group reaches them all, and a terminal's Ctrl-C
-reaches only the launcher, which then stops its children. On Linux each child also asks the kernel
-to send it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so a crash or a ``kill -9`` of the
-launcher ends the children too. A server is ready when it answers a request over mutual TLS; no
+Each server runs ``qnet kme serve NODE.json`` (or ``controller serve``) in a process that leads its
+own process group (its own session): the group also holds what the server starts (a KME's key
+feeders), so one signal to the group reaches them all, and a terminal's Ctrl-C reaches only the
+launcher, which then stops its children. On Linux the KMEs and the controller are forked from one
+server host (:mod:`qnet.cli.forkhost`), which imports their code once, and other servers
+(the key feeds) are ``python -m qnet`` children. Each process asks the kernel to send it SIGTERM
+when its parent dies (``PR_SET_PDEATHSIG``), so a crash or a ``kill -9`` of the launcher ends
+the host and the servers too. A server is ready when it answers a request over mutual TLS; no
 fixed sleep stands in for that.
 
 :func:`write_state` records the launcher's pid and its children's process groups in
@@ -20,6 +22,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import ssl
 import subprocess
@@ -28,15 +31,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from qnet.errors import QNetError
 
-__all__ = ["STATE_FILE", "STOP_GRACE_S", "Interrupted", "Launcher", "SignalGuard", "check_ports", "cpu_cores",
-           "die_with_parent",
-           "group_members", "is_running", "stop_on_signals", "stop_recorded", "write_state"]
+__all__ = ["STATE_FILE", "STOP_GRACE_S", "Interrupted", "Launcher", "Process", "SignalGuard", "check_ports",
+           "cpu_cores", "die_with_parent", "group_members", "is_running", "stop_on_signals", "stop_recorded",
+           "write_state"]
 
 STATE_FILE = "qnet-up.json"
 """The record of a running network in its state directory: ``{"pid", "start", "groups": {NAME: PGID}}``."""
@@ -117,43 +120,67 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+class Process(Protocol):
+    """What the launcher needs of a server's process: a :class:`subprocess.Popen`, or a server the
+    host forked (:class:`_Forked`)."""
+
+    pid: int
+    returncode: int | Any
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 class Launcher:
-    """The servers of one network, each a ``python -m qnet ...`` child leading its own process group.
+    """The servers of one network, each a ``qnet ...`` process leading its own process group.
+
+    The KMEs and the controller are forked from one server host (:mod:`qnet.cli.forkhost`,
+    on Linux), which imports their code once; anything else (the key feeds) is a ``python -m qnet``
+    child of its own.
 
     Args:
         log_dir: where each server's output goes (``LOG_DIR/NAME.log``, appended); inherited if None.
+        fork: fork the servers from one host (the default where ``os.fork`` exists).
     """
 
-    def __init__(self, *, log_dir: Path | None = None) -> None:
+    def __init__(self, *, log_dir: Path | None = None, fork: bool | None = None) -> None:
         self.log_dir = log_dir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, Process] = {}
         self.what: dict[str, str] = {}
+        self.fork = sys.platform.startswith("linux") if fork is None else fork
+        self._host: _ServerHost | None = None
 
     def log(self, name: str) -> Path | None:
         """The log file of server ``name`` (None when its output is inherited)."""
         return None if self.log_dir is None else self.log_dir / f"{name}.log"
 
-    def start(self, name: str, *args: str, what: str | None = None) -> subprocess.Popen[bytes]:
-        """Start ``python -m qnet ARGS`` as server ``name`` (``what`` names it in messages).
+    def start(self, name: str, *args: str, what: str | None = None, forked: bool = False) -> Process:
+        """Start ``qnet ARGS`` as server ``name`` (``what`` names it in messages): forked from the
+        server host if ``forked`` (and this launcher forks), else as a ``python -m qnet`` child.
 
         Raises:
             ValueError: if a server of that name is still running.
+            QNetError: if the server host has failed.
         """
         if name in self.procs and self.procs[name].poll() is None:
             raise ValueError(f"server {name!r} is already running (pid {self.procs[name].pid})")
         log = self.log(name)
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, _PARENT_ENV: str(os.getpid())}  # the child then dies with us: die_with_parent
-        with open(log, "ab") if log is not None else contextlib.nullcontext() as out:  # the child keeps its own
-            proc = subprocess.Popen([sys.executable, "-m", "qnet", *args], stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=out, start_new_session=True, env=env)
+        proc: Process
+        if forked and self.fork:
+            if self._host is None or self._host.proc.poll() is not None:
+                self._host = _ServerHost(self.log("server-host"))
+            proc = self._host.fork(name, args, log)
+        else:
+            proc = _spawn([sys.executable, "-m", "qnet", *args], log)
         self.procs[name], self.what[name] = proc, what or name
         return proc
 
-    def start_kme(self, node: str, config: Path, *args: str) -> subprocess.Popen[bytes]:
+    def start_kme(self, node: str, config: Path, *args: str) -> Process:
         """Start the KME of ``node`` from its configuration (``qnet kme serve NODE.json ARGS``)."""
-        return self.start(node, "kme", "serve", str(config), *args, what=f"KME of {node}")
+        return self.start(node, "kme", "serve", str(config), *args, what=f"KME of {node}", forked=True)
 
     def start_feeders(self, configs: Mapping[str, Path], processes: int | None = None) -> list[str]:
         """Start the key feeds of the links of the KMEs configured at ``configs`` (node -> NODE.json)
@@ -172,9 +199,9 @@ class Launcher:
             names.append(name)
         return names
 
-    def start_controller(self, config: Path, name: str = "controller") -> subprocess.Popen[bytes]:
+    def start_controller(self, config: Path, name: str = "controller") -> Process:
         """Start the controller (and its dashboard) from its configuration."""
-        return self.start(name, "controller", "serve", str(config), what="controller")
+        return self.start(name, "controller", "serve", str(config), what="controller", forked=True)
 
     def wait_ready(self, urls: Mapping[str, str], *, context: ssl.SSLContext, timeout_s: float,
                    on_ready: Callable[[str, float], None] | None = None) -> None:
@@ -224,6 +251,9 @@ class Launcher:
         procs = {name: self.procs.pop(name) for name in chosen}
         what = {name: self.what.pop(name, name) for name in chosen}
         left = _stop_groups({name: p.pid for name, p in procs.items()}, list(procs.values()), grace_s=grace_s)
+        if not self.procs and self._host is not None:
+            self._host.close()
+            self._host = None
         return [what[name] for name in left]
 
     def groups(self) -> dict[str, int]:
@@ -250,6 +280,113 @@ class Launcher:
         if not starts:
             return ""
         return ": " + " ".join(lines[starts[-1]:]).removeprefix("error:").strip()  # rich wraps long lines
+
+
+def _spawn(argv: list[str], log: Path | None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` leading its own session, output to ``log`` (inherited if None), dying with us."""
+    env = {**os.environ, _PARENT_ENV: str(os.getpid())}  # the child then dies with us: die_with_parent
+    with open(log, "ab") if log is not None else contextlib.nullcontext() as out:  # the child keeps its own
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                env=env)
+
+
+class _ServerHost:
+    """The launcher's end of the server host (:mod:`qnet.cli.forkhost`)."""
+
+    START_S = 120.0  # the host imports the servers' code first: seconds on a loaded machine
+
+    def __init__(self, log: Path | None) -> None:
+        req_r, self.req = os.pipe()
+        self.rep, rep_w = os.pipe()
+        try:
+            env = {**os.environ, _PARENT_ENV: str(os.getpid())}
+            with open(log, "ab") if log is not None else contextlib.nullcontext() as out:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "qnet.cli.forkhost", str(req_r), str(rep_w)],
+                    pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    start_new_session=True, env=env)
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        os.set_blocking(self.rep, False)
+        self.log, self.buffer = log, b""
+        self.forked: dict[str, int] = {}
+        self.exits: dict[int, int] = {}
+
+    def fork(self, name: str, args: Iterable[str], log: Path | None) -> _Forked:
+        request = {"name": name, "args": list(args), "log": None if log is None else str(log)}
+        try:
+            os.write(self.req, (json.dumps(request) + "\n").encode())
+        except OSError:
+            self._failed()
+        deadline = time.monotonic() + self.START_S
+        while name not in self.forked:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._failed()
+            self.drain(0.05)
+        return _Forked(self, self.forked.pop(name))
+
+    def drain(self, wait_s: float = 0.0) -> None:
+        """Read what the host has said (waiting up to ``wait_s`` for something)."""
+        if wait_s > 0:
+            select.select([self.rep], [], [], wait_s)
+        while True:
+            try:
+                chunk = os.read(self.rep, 65536)
+            except (BlockingIOError, OSError):
+                return
+            if not chunk:
+                return
+            self.buffer += chunk
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = json.loads(line)
+                if "code" in message:
+                    self.exits[int(message["pid"])] = int(message["code"])
+                else:
+                    self.forked[str(message["name"])] = int(message["pid"])
+
+    def close(self) -> None:
+        """Tell the host to end (it stops what it still runs) and wait for it."""
+        with contextlib.suppress(OSError):
+            os.close(self.req)
+        try:
+            self.proc.wait(timeout=STOP_GRACE_S + _KILL_WAIT_S + 5)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(self.rep)
+
+    def _failed(self) -> None:
+        code = self.proc.poll()
+        state = "is not answering" if code is None else f"exited ({_status(code)})"
+        see = f"; see {self.log}" if self.log is not None else ""
+        raise QNetError(f"the server host {state}{see}")
+
+
+class _Forked:
+    """A server the host forked, as a :class:`Process` (the host reaps it and reports its status)."""
+
+    def __init__(self, host: _ServerHost, pid: int) -> None:
+        self.host, self.pid = host, pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.host.drain()
+            self.returncode = self.host.exits.get(self.pid)
+            if self.returncode is None and self.host.proc.poll() is not None and not _pid_alive(self.pid):
+                self.returncode = -signal.SIGTERM  # the host has gone, and its servers with it
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            self.host.drain(0.05)
+        return code
 
 
 def cpu_cores() -> int:
@@ -342,7 +479,7 @@ def _signal_pid(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def _wait(done: Callable[[], bool], timeout_s: float, reap: Iterable[subprocess.Popen[bytes]] = ()) -> bool:
+def _wait(done: Callable[[], bool], timeout_s: float, reap: Iterable[Process] = ()) -> bool:
     deadline = time.monotonic() + timeout_s
     procs = list(reap)
     while True:
@@ -355,7 +492,7 @@ def _wait(done: Callable[[], bool], timeout_s: float, reap: Iterable[subprocess.
         time.sleep(_POLL_S)
 
 
-def _stop_groups(groups: Mapping[str, int], procs: Iterable[subprocess.Popen[bytes]] = (), *,
+def _stop_groups(groups: Mapping[str, int], procs: Iterable[Process] = (), *,
                  sig: int = signal.SIGTERM, grace_s: float = STOP_GRACE_S, born_after: int | None = None) -> list[str]:
     """Signal every group, wait ``grace_s`` for all of them to empty, SIGKILL the rest; the names of
     the groups that still have members after that."""

@@ -29,6 +29,7 @@ import httpx
 
 from qnet.control.controller import state_from_dict
 from qnet.control.routing import LinkState
+from qnet.keys.source import SampleReason
 
 if TYPE_CHECKING:
     from qnet.servers.node import KmeNode
@@ -139,7 +140,7 @@ class ControlAgent:
                 (t0, first), (t1, last) = history[0], history[-1]
                 rate = (last - first) * self.node.config.unit_bits / (t1 - t0) if t1 > t0 else 0.0
             lag, mode = feed_pace(meta, link.link_id)
-            self._note_mode(link.link_id, mode, lag)
+            self._note_mode(link.link_id, mode, lag, meta.get(f"why/{link.link_id}"))
             out.append({"link_id": link.link_id, "stored_units": self._stock(link.link_id, now),
                         "key_rate_bps": max(rate, 0.0), "qber": float(qber) if qber else None,
                         "up": self.node.manager.peer_ok(link.peer), "lag_s": lag, "feed_mode": mode})
@@ -153,7 +154,7 @@ class ControlAgent:
             counted = self._stocks[link_id] = (now, self.node.store.stock(link_id))
         return counted[1]
 
-    def _note_mode(self, link_id: str, mode: str | None, lag: float | None) -> None:
+    def _note_mode(self, link_id: str, mode: str | None, lag: float | None, why: str | None = None) -> None:
         """Events when a link's feed cannot keep up (it samples its blocks) and when it has kept up
         again for :data:`REAL_TIME_AFTER_S`; a feed that switches back and forth raises one of each."""
         now = self.node.clock()
@@ -162,10 +163,10 @@ class ControlAgent:
             self._photon_since.pop(link_id, None)
             if not lagging:
                 self._lagging.add(link_id)
-                why = (f"the key feed is {lag:.0f} s behind real time (too few CPU cores)" if lag and lag > 1.0 else
-                       "the machine has too few CPU cores to simulate it photon by photon (planned at deployment)")
-                self.node.manager.event("link-lagging", f"link {link_id}: {why}; its blocks are sampled from the "
-                                        "same statistics (finite-key length and QBER of the expected counts)")
+                reason = SampleReason(why) if why in set(SampleReason) else SampleReason.PLANNED
+                self.node.manager.event("link-lagging", f"link {link_id}: {reason.explain(lag)}; its blocks are "
+                                        "sampled from the same statistics (finite-key length and QBER of the "
+                                        "expected counts)")
         elif lagging and mode == "photon":
             since = self._photon_since.setdefault(link_id, now)
             if now - since >= REAL_TIME_AFTER_S:

@@ -18,6 +18,9 @@ blocks by block-level sampling of the same statistics (:class:`qnet.quantum.link
 sampled blocks are written to both stores' meta table, from which ``/metrics``, the controller and
 the dashboard read them.
 
+On a machine's first run numba's cache is cold: the feeder then compiles the post-processing in a
+process beside it (:mod:`qnet.quantum.postprocess.warmup`) and samples its blocks until that is done.
+
 It runs in its own process so that the photon simulation and post-processing (numpy, numba) never
 hold up the server's event loop, and ends with its parent (``PR_SET_PDEATHSIG`` on Linux, and a check
 each round). A link whose pools are full lets its time pass unrun (the key a full store cannot take
@@ -33,16 +36,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from qnet.keys.source import KeyMaterial, KeySource
+from qnet.keys.source import KeyMaterial, KeySource, SampleReason
 from qnet.keys.store import KeyStore, owner_of
 from qnet.physics.bb84 import BB84DecoyParams
 from qnet.physics.finite_key import DecoySettings
 from qnet.quantum.link import FeedMode, SimulatedLink, key_id_strings
+from qnet.quantum.postprocess.warmup import WarmUp
 from qnet.servers.config import LinkConfig, SourceConfig, load_config
 
 EVE_QBER = 0.25
@@ -109,6 +113,9 @@ class LinkFeed:
     """The simulation behind the sources (for pacing), if simulated."""
     fed_until: float = 0.0
     attacked: bool = False
+    compiled: Callable[[], bool] = lambda: True
+    """Whether the photon-level post-processing is compiled (:class:`WarmUp`): until then the
+    blocks are sampled, so that a machine's first run makes key while numba compiles."""
     _written: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -172,7 +179,11 @@ class LinkFeed:
         block_wall = sim.block_seconds / sim.speedup
         lag = max(elapsed - (sim.blocks_done() + 1) * block_wall, 0.0)
         behind = lag > max(LAG_TOLERANCE_S, block_wall)
-        mode = FeedMode.SAMPLED if behind or self.link.source.mode == "sampled" else FeedMode.PHOTON
+        why = (SampleReason.PLANNED if self.link.source.mode == "sampled" else SampleReason.BEHIND if behind
+               else None if self.compiled() else SampleReason.COMPILING)
+        mode = FeedMode.PHOTON if why is None else FeedMode.SAMPLED
+        if why is not None:
+            self._meta("why", why.value)  # before the mode: a reader seeing "sampled" finds its reason
         if mode is not sim.mode:
             sim.mode = mode
             self._meta("mode", mode.value)
@@ -210,9 +221,11 @@ class LinkFeed:
             store.set_meta(f"{name}/{self.link.link_id}", value)
 
 
-def make_feeds(kme_id: str, links: Sequence[LinkConfig], store: KeyStore, unit_bits: int) -> list[LinkFeed]:
+def make_feeds(kme_id: str, links: Sequence[LinkConfig], store: KeyStore, unit_bits: int, *,
+               compiled: Callable[[], bool] | None = None) -> list[LinkFeed]:
     """The feeds this KME's feeder runs: every link it is the first end of (both ends' stores), and
-    links without a ``peer_store_url`` (this end alone); none for links the other end runs."""
+    links without a ``peer_store_url`` (this end alone); none for links the other end runs.
+    ``compiled``: see :attr:`LinkFeed.compiled` (always, if None)."""
     feeds = []
     for link in links:
         pair = link.peer_store_url is not None
@@ -233,11 +246,16 @@ def make_feeds(kme_id: str, links: Sequence[LinkConfig], store: KeyStore, unit_b
         if src.mode == "sampled":  # planned: the machine has too few cores for this link photon by photon
             sim.mode = FeedMode.SAMPLED
             for other in stores:
+                other.set_meta(f"why/{link.link_id}", SampleReason.PLANNED.value)
                 other.set_meta(f"mode/{link.link_id}", FeedMode.SAMPLED.value)
         own_end, other_end = (sim.alice, sim.bob) if kme_id == link.ends[0] else (sim.bob, sim.alice)
         feeds.append(LinkFeed(link, [own_end, other_end][:len(stores)], stores, epoch,
-                              step_s=sim.block_seconds / sim.speedup, sim=sim))
+                              step_s=sim.block_seconds / sim.speedup, sim=sim, compiled=compiled or _always))
     return feeds
+
+
+def _always() -> bool:
+    return True
 
 
 def feed(feeds: Sequence[LinkFeed], *, rounds: int | None = None, pause_s: float = 0.1,
@@ -279,17 +297,19 @@ def feeder_main(config_paths: str | Sequence[str]) -> None:
     os.nice(10)  # the photon simulation yields the cores to the key managers' requests
     stores: list[KeyStore] = []
     feeds: list[LinkFeed] = []
+    warm = WarmUp()  # a machine's first run: numba compiles beside the feeds, which sample meanwhile
     try:
         for path in [config_paths] if isinstance(config_paths, str) else config_paths:
             config = load_config(Path(path))
             store = KeyStore(config.store_url, config.kme_id, lifetime_s=config.key_lifetime_s)
             stores.append(store)
-            feeds += make_feeds(config.kme_id, config.links, store, config.unit_bits)
+            feeds += make_feeds(config.kme_id, config.links, store, config.unit_bits, compiled=warm.ready)
         if feeds:
             feed(feeds, stop=stop)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        warm.stop()
         for f in feeds:
             for other in f.stores[1:]:
                 other.close()
