@@ -28,7 +28,7 @@ from pathlib import Path
 from _common import emit, machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.servers.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet, start_net
 
 API = "/api/v1/keys"
 BIG_SECONDS = 5.0  # the 128-key phase: about 120,000 keys, within the pre-filled pool

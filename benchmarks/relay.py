@@ -32,7 +32,7 @@ from _common import emit, machine
 from kme import _load
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.servers.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet, start_net
 
 SPEC = """name: line5
 nodes: [{name: A, kind: user_node}, {name: B}, {name: C}, {name: D}, {name: E, kind: user_node}]

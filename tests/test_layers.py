@@ -108,3 +108,36 @@ def test_checker_allows_downward_imports() -> None:
     """Downward and same-layer imports pass."""
     assert violations("from qnet.physics.bb84 import X\nfrom . import channels\n", "qnet.physics.cvqkd") == []
     assert violations("from qnet.physics import key_rate\n", "qnet.scenarios.planner") == []
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """module -> the qnet modules it imports (any import, type-only and function-level ones too;
+    ``from pkg import name`` counts as importing ``pkg.name`` where that is a module, else ``pkg``)."""
+    names = {m for m, _ in modules()}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules():
+        targets = set()
+        for target in qnet_imports(path.read_text(), module):
+            while target not in names and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in names and target != module and not module.startswith(target + "."):
+                targets.add(target)
+        graph[module] = targets
+    return graph
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle between qnet's modules, not even one made of type-only imports (a package's
+    ``__init__`` importing its own modules is not a cycle)."""
+    import networkx as nx
+
+    graph = nx.DiGraph([(m, t) for m, ts in _module_graph().items() for t in ts])
+    cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
+    assert cycles == []
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    """The graph the check walks has the edges it should (else the test above could not fail)."""
+    graph = _module_graph()
+    assert "qnet.keys.store" in graph["qnet.keys.manager"]
+    assert "qnet.errors" in graph["qnet.physics.bb84"] or "qnet.physics._params" in graph["qnet.physics.bb84"]

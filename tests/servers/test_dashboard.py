@@ -2,13 +2,12 @@
 Chromium on the shipped Tokyo and Kanto networks (the dashboard served alone on loopback, its
 controller fed reports in-process: parallel links apart and each clickable, no label on another,
 empty states explained, a lagging feed flagged, no favicon 404, the event stream ended cleanly when
-the server stops); then against a live six-node ring (the controller serves it beside its own API),
-where an operator cuts a link on a session's route with a click and sees the alarm and the new route."""
+the server stops). The live six-node ring, where an operator cuts a link with a click, is in
+tests/integration/test_dashboard_live.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import threading
 import time
@@ -31,10 +30,9 @@ from qnet.servers import fcaps
 from qnet.servers.controller import EventStreamServer
 from qnet.servers.dashboard import COOKIE, create_dashboard
 from qnet.servers.fcaps import sse_stream, stream_closing, wire
-from tests.servers.conftest import LiveNet, free_ports, start_net
+from tests.helpers import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = Path(__file__).resolve().parent / "specs"
 TOKEN = "t" * 22
 CHROMIUM = "/usr/bin/chromium"
 
@@ -380,59 +378,7 @@ def test_kanto_labels_stay_apart_and_every_link_is_clickable(kanto: Served) -> N
             browser.close()
 
 
-@pytest.fixture(scope="module")
-def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNet]:
-    net = start_net(tmp_path_factory.mktemp("dash"), source={"kind": "prng", "max_units": 5000},
-                    spec=SPECS / "ring6.yaml")
-    try:
-        yield net
-    finally:
-        net.stop()
-
-
 def _browser_or_skip() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
-
-
-def test_the_page_shows_the_network_and_a_cut_moves_the_route(ring: LiveNet) -> None:
-    """Every node and link drawn; a session's route shown; clicking a link on it and Cut raises the
-    link-cut alarm on the page and moves the route, within seconds; a screenshot for the docs."""
-    _browser_or_skip()
-    from playwright.sync_api import expect, sync_playwright
-
-    assert ring.dep.controller_config and ring.dep.controller_url
-    config = json.loads(ring.dep.controller_config.read_text())
-    url = f"http://127.0.0.1:{config['dashboard_port']}/?token={config['dashboard_token']}"
-    ctl = ring.dep.controller_url + "/control/v1"
-    with ring.client("operator", kind="operator") as op:
-        deadline = time.monotonic() + 30
-        while not all(lk["up"] and lk["stored_units"] < 10**9 for lk in op.get(f"{ctl}/links").json()["links"]):
-            assert time.monotonic() < deadline, "the KMEs did not report"
-            time.sleep(0.3)
-        session = op.post(f"{ctl}/sessions", json={"source": "SAE_0", "destination": "SAE_3"}).json()
-        route = session["route"]
-        links = op.get(f"{ctl}/links").json()["links"]
-    on_route = next(lk["link_id"] for lk in links if set(lk["ends"]) == {route[1], route[2]})
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(url)
-            expect(page.locator("svg#map [data-node]")).to_have_count(6)
-            expect(page.locator("svg#map [data-link]")).to_have_count(6)
-            shown = page.locator(f"[data-session='{session['Key_stream_ID']}'] .r")
-            expect(shown).to_have_attribute("data-route", ",".join(route))
-            expect(page.locator("#live")).to_have_text("live")
-            page.locator(f"svg#map [data-link='{on_route}']").dispatch_event("click")  # the map redraws live
-            page.locator("#act-cut").click()
-            expect(page.locator(f"#alarms tr.active[data-alarm='link-cut'][data-place='{on_route}']")).to_be_visible(
-                timeout=5000)
-            expect(shown).not_to_have_attribute("data-route", ",".join(route), timeout=5000)
-            expect(page.locator(f"svg#map [data-link='{on_route}']")).to_have_attribute("data-state", "down")
-            page.wait_for_timeout(2500)  # a few history samples for the chart
-            (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ROOT / "docs" / "img" / "dashboard.png"), full_page=True)
-        finally:
-            browser.close()

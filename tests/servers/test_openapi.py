@@ -21,7 +21,7 @@ from qnet.servers.config import load_config
 from qnet.servers.controller import create_app as controller_app
 from qnet.servers.dashboard import create_dashboard
 from qnet.servers.kme import create_app as kme_app
-from qnet.servers.node import KmeNode
+from qnet.servers.node import KMENode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def _kme(tmp_path: Path) -> FastAPI:
     spec = load_spec(ROOT / "examples" / "two-nodes.yaml")
     dep = init_deployment(tmp_path, spec, ports={"Alice": 1, "Bob": 2, "controller": 3, "dashboard": 4})
     path = dep.configs["Alice"]
-    return kme_app(KmeNode(load_config(path), None))
+    return kme_app(KMENode(load_config(path), None))
 
 
 APPS: dict[str, Callable[[Path], FastAPI]] = {

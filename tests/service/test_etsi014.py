@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qnet.keys.store import DeliveredKey, KeyStore
-from qnet.service.etsi014 import Etsi014Error, Etsi014Service
+from qnet.service.etsi014 import ETSI014Error, ETSI014Service
 from tests.keys.test_store import assign_at_peer, synced, take
 
 SAES = {"SAE_A": "A", "SAE_B": "B", "SAE_X": "B"}
@@ -42,37 +42,37 @@ class _Manager:
 
 
 @pytest.fixture
-def ends(tmp_path: Path) -> Iterator[tuple[Etsi014Service, Etsi014Service, list[DeliveredKey]]]:
+def ends(tmp_path: Path) -> Iterator[tuple[ETSI014Service, ETSI014Service, list[DeliveredKey]]]:
     """KME A and KME B of one link; SAE_A (at A) was given two keys for slave SAE_B (at B)."""
     a, b = KeyStore(f"sqlite:///{tmp_path / 'a.db'}", "A"), KeyStore(f"sqlite:///{tmp_path / 'b.db'}", "B")
     synced(a, b, 50)
     keys = take(a, 2)
     assign_at_peer(b, a)
-    yield Etsi014Service(_Manager(a, "A")), Etsi014Service(_Manager(b, "B")), keys  # type: ignore[arg-type]
+    yield ETSI014Service(_Manager(a, "A")), ETSI014Service(_Manager(b, "B")), keys  # type: ignore[arg-type]
     a.close()
     b.close()
 
 
 def _status(call: object, *args: object) -> int:
-    with pytest.raises(Etsi014Error) as err:
+    with pytest.raises(ETSI014Error) as err:
         call(*args)  # type: ignore[operator]
     return err.value.status
 
 
 def test_a_key_asked_for_by_another_sae_at_the_slaves_kme_is_401(
-        ends: tuple[Etsi014Service, Etsi014Service, list[DeliveredKey]]) -> None:
+        ends: tuple[ETSI014Service, ETSI014Service, list[DeliveredKey]]) -> None:
     """SAE_X, at the slave's KME but not named by the master: 401, naming the key_ID; nothing is
     spent, so the slave still gets its key afterwards."""
     _, kme_b, keys = ends
     ids = [keys[0].key_ID]
-    with pytest.raises(Etsi014Error) as err:
+    with pytest.raises(ETSI014Error) as err:
         kme_b.dec_keys("SAE_X", "SAE_A", ids)
     assert err.value.status == 401 and err.value.details == [{"key_ID": ids[0], "reason": "not a key for this SAE"}]
     assert kme_b.dec_keys("SAE_B", "SAE_A", ids)["keys"][0]["key_ID"] == ids[0]
 
 
 def test_the_master_asking_its_own_kme_for_its_keys_is_401(
-        ends: tuple[Etsi014Service, Etsi014Service, list[DeliveredKey]]) -> None:
+        ends: tuple[ETSI014Service, ETSI014Service, list[DeliveredKey]]) -> None:
     """What qkdsec doctor's round trip does: the master SAE calls dec_keys at its own KME for the
     key_IDs it was just given, naming its slave as the master. The master was not supplied to Get
     key as a slave of these keys: 401."""
@@ -80,7 +80,7 @@ def test_the_master_asking_its_own_kme_for_its_keys_is_401(
     assert _status(kme_a.dec_keys, "SAE_A", "SAE_B", [keys[0].key_ID]) == 401
 
 
-def test_unknown_or_spent_key_ids_stay_400(ends: tuple[Etsi014Service, Etsi014Service, list[DeliveredKey]]) -> None:
+def test_unknown_or_spent_key_ids_stay_400(ends: tuple[ETSI014Service, ETSI014Service, list[DeliveredKey]]) -> None:
     """A key_ID no KME issued, or one already delivered to this slave: 400 (a bad request, not an
     unauthorised caller); a mix with a key for another SAE is 401."""
     _, kme_b, keys = ends

@@ -139,14 +139,14 @@ def _child(request: dict[str, Any], *pipes: int) -> None:
             out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(out, 1)
             os.dup2(out, 2)
-        from qnet.cli.main import main  # noqa: PLC0415 - preloaded
+        from qnet.cli.main import main
 
         sys.argv = ["qnet", *request["args"]]
         code = main(request["args"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
-        import traceback  # noqa: PLC0415
+        import traceback
 
         traceback.print_exc()
     finally:
@@ -158,7 +158,7 @@ def _child(request: dict[str, Any], *pipes: int) -> None:
 
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415
+        import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
@@ -166,7 +166,7 @@ def _die_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m qnet.cli.forkhost REQ REP``: serve fork requests on the two pipe fds."""
-    from qnet.scenarios.launcher import die_with_parent  # noqa: PLC0415
+    from qnet.scenarios.launcher import die_with_parent
 
     die_with_parent()
     req, rep = (int(a) for a in (sys.argv[1:] if argv is None else argv))

@@ -161,12 +161,12 @@ def _serve_one(path: Path, *, feeders: bool) -> None:
     from qnet.scenarios.launcher import check_ports
     from qnet.servers.config import load_config
     from qnet.servers.kme import serve as run_server
-    from qnet.servers.node import KmeNode
+    from qnet.servers.node import KMENode
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = load_config(path)
     check_ports({f"KME of {config.kme_id}": (config.host, config.port)}, hint=PORT_HINT)  # before opening anything
-    node = KmeNode(config, path.resolve())
+    node = KMENode(config, path.resolve())
     console.print(f"KME {escape(config.kme_id)}: https://{config.host}:{config.port}  "
                   f"(ETSI GS QKD 014 at /api/v1/keys, OpenAPI at /openapi.json; Ctrl-C stops)", highlight=False)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["KEEPALIVE_S", "AsyncKmClient", "KmClient", "PeerError", "tls_client_context"]
+__all__ = ["KEEPALIVE_S", "AsyncKMClient", "KMClient", "PeerError", "tls_client_context"]
 
 KEEPALIVE_S = 25.0
 """How long an idle connection to a peer is kept: under the KMEs' own keep-alive (30 s), so the
@@ -35,7 +35,7 @@ def tls_client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-class KmClient:
+class KMClient:
     """Posts envelopes to one peer's ``/km/v1/messages``."""
 
     def __init__(self, base_url: str, context: ssl.SSLContext, *, timeout_s: float = 5.0) -> None:
@@ -59,7 +59,7 @@ class KmClient:
         self._http.close()
 
 
-class AsyncKmClient:
+class AsyncKMClient:
     """The same, for an asyncio event loop (the KME sends ``assign`` messages from its loop)."""
 
     def __init__(self, base_url: str, context: ssl.SSLContext, *, timeout_s: float = 5.0) -> None:

@@ -146,7 +146,7 @@ def owner_of(key_id: str, ends: tuple[str, str]) -> str:
     return ends[int(key_id[-1], 16) & 1]
 
 
-class _JsonLists:
+class _JSONLists:
     """JSON lists of SAE_IDs, parsed once per distinct text (a request's keys share them)."""
 
     def __init__(self) -> None:
@@ -520,7 +520,7 @@ class KeyStore:
             for r in rows:
                 by_group.setdefault(r.group_id, []).append(r)
             problems, out, updates = [], [], []
-            lists = _JsonLists()
+            lists = _JSONLists()
             for key_id in key_ids:
                 reason = self._slave_problem(by_group.get(key_id), sae_id, master_sae, lists)
                 if reason:
@@ -557,7 +557,7 @@ class KeyStore:
                 unknown[key_id]["reason"] = NOT_FOR_SAE
 
     @staticmethod
-    def _slave_problem(group: list[Any] | None, sae_id: str, master_sae: str, lists: _JsonLists) -> str:
+    def _slave_problem(group: list[Any] | None, sae_id: str, master_sae: str, lists: _JSONLists) -> str:
         if not group:
             return UNKNOWN
         head = group[0]

@@ -22,19 +22,19 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import httpx
 
 from qnet.control.controller import state_from_dict
 from qnet.control.routing import LinkState
+from qnet.keys.manager import KeyManager
 from qnet.keys.source import SampleReason
+from qnet.keys.store import KeyStore
+from qnet.servers.config import KMEConfig
 
-if TYPE_CHECKING:
-    from qnet.servers.node import KmeNode
-
-__all__ = ["ControlAgent", "feed_pace"]
+__all__ = ["ControlAgent", "ControlledNode", "feed_pace"]
 
 REAL_TIME_AFTER_S = 60.0
 """A lagging link is back at real time once its feed has run photon by photon this long."""
@@ -59,10 +59,24 @@ def feed_pace(meta: Mapping[str, str], link_id: str) -> tuple[float | None, str 
     return (float(lag) if lag else None), (mode or ("photon" if lag else None))
 
 
+class ControlledNode(Protocol):
+    """What the agent reads of the KME it serves and sets from the controller's answers
+    (:class:`qnet.servers.node.KMENode`)."""
+
+    config: KMEConfig
+    manager: KeyManager
+    store: KeyStore
+    clock: Callable[[], float]
+    control_states: dict[str, LinkState]
+    session_routes: dict[str, list[str]]
+    drained: set[str]
+    sessions: list[dict[str, Any]]
+
+
 class ControlAgent:
     """Reports to the controller at ``url`` and applies its answers to ``node``."""
 
-    def __init__(self, node: KmeNode, url: str, period_s: float, context: ssl.SSLContext) -> None:
+    def __init__(self, node: ControlledNode, url: str, period_s: float, context: ssl.SSLContext) -> None:
         self.node, self.url, self.period_s = node, url.rstrip("/") + "/control/v1/reports", period_s
         self.changes_url = url.rstrip("/") + "/control/v1/changes"
         self._revision: int | None = None

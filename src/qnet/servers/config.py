@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qnet.errors import Problem, SpecError
 
-__all__ = ["ControllerConfig", "KmeConfig", "LinkConfig", "NetworkView", "SourceConfig", "TlsFiles",
+__all__ = ["ControllerConfig", "KMEConfig", "LinkConfig", "NetworkView", "SourceConfig", "TLSFiles",
            "load_config", "load_controller_config"]
 
 
@@ -34,7 +34,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class TlsFiles(_Model):
+class TLSFiles(_Model):
     """The CA every party trusts, and this server's certificate and key."""
 
     ca: Path
@@ -119,14 +119,14 @@ class ControlSettings(_Model):
     period_s: float = Field(default=1.0, gt=0, le=3600)
 
 
-class KmeConfig(_Model):
+class KMEConfig(_Model):
     """One KME process."""
 
     kme_id: str
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)]
     store_url: str
-    tls: TlsFiles
+    tls: TLSFiles
     signing_key: Path
     saes: list[str] = []
     links: list[LinkConfig] = []
@@ -141,7 +141,7 @@ class ControllerConfig(_Model):
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)]
-    tls: TlsFiles
+    tls: TLSFiles
     network: NetworkView
     capacity_bps: dict[str, float] = {}
     """Planned key rate per link_id, for session admission (missing: unlimited)."""
@@ -162,11 +162,11 @@ class ControllerConfig(_Model):
     """Where the dashboard draws each node: (x, y) in [0, 1], y downwards (a circle if empty)."""
 
 
-def _resolve(config: KmeConfig, base: Path) -> KmeConfig:
+def _resolve(config: KMEConfig, base: Path) -> KMEConfig:
     def fix(p: Path) -> Path:
         return p if p.is_absolute() else (base / p)
 
-    tls = TlsFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert), key=fix(config.tls.key))
+    tls = TLSFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert), key=fix(config.tls.key))
     def fix_url(url: str) -> str:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             return "sqlite:///" + str(fix(Path(url.removeprefix("sqlite:///"))))
@@ -179,13 +179,13 @@ def _resolve(config: KmeConfig, base: Path) -> KmeConfig:
                                      "store_url": fix_url(config.store_url)})
 
 
-def load_config(path: Path) -> KmeConfig:
+def load_config(path: Path) -> KMEConfig:
     """Read and check a KME configuration; relative paths are taken from the file's directory.
 
     Raises:
         SpecError: naming the file and every field that is wrong.
     """
-    return _resolve(_load(Path(path), KmeConfig), Path(path).parent)
+    return _resolve(_load(Path(path), KMEConfig), Path(path).parent)
 
 
 def load_controller_config(path: Path) -> ControllerConfig:
@@ -203,7 +203,7 @@ def load_controller_config(path: Path) -> ControllerConfig:
     url = config.store_url
     if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = "sqlite:///" + str(fix(Path(url.removeprefix("sqlite:///"))))
-    return config.model_copy(update={"tls": TlsFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert),
+    return config.model_copy(update={"tls": TLSFiles(ca=fix(config.tls.ca), cert=fix(config.tls.cert),
                                                      key=fix(config.tls.key)), "store_url": url})
 
 

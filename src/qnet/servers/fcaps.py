@@ -36,9 +36,9 @@ from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.inventory import network_inventory, qkd_node
 
 if TYPE_CHECKING:
-    from qnet.servers.node import KmeNode
+    from qnet.servers.node import KMENode
 
-__all__ = ["KmeView", "add_kme_inventory_route", "add_management_routes", "add_operator_actions", "sse_stream",
+__all__ = ["KMEView", "add_kme_inventory_route", "add_management_routes", "add_operator_actions", "sse_stream",
            "stream_closing", "wire"]
 
 API = "/control/v1"
@@ -196,10 +196,10 @@ class _OwnLink:
     cut: bool
 
 
-class KmeView:
+class KMEView:
     """What one KME knows, in the shape the inventory reads (:class:`qnet.management.inventory.NetworkView`)."""
 
-    def __init__(self, node: KmeNode) -> None:
+    def __init__(self, node: KMENode) -> None:
         self.node = node
         self.topology = node.router.topology
         self.links = {lk.link_id: _OwnLink((lk.ends[0], lk.ends[1]), lk.link_id in node.manager.out_of_service)
@@ -224,11 +224,11 @@ def _session(raw: dict[str, Any]) -> Session:
                    float(raw.get("opened_s", 0.0)), int(raw.get("reroutes", 0)))
 
 
-def add_kme_inventory_route(app: FastAPI, node: KmeNode, caller: Callable[[Request], str]) -> None:
+def add_kme_inventory_route(app: FastAPI, node: KMENode, caller: Callable[[Request], str]) -> None:
     """A KME's own ``qkd_node`` (ETSI GS QKD 015), to any caller with a certificate."""
 
     @app.get("/restconf/data/etsi-qkd-sdn-node:qkd_node", include_in_schema=False)  # not ETSI 014's
     async def own_node(request: Request) -> JSONResponse:
         caller(request)
-        view = KmeView(node)
+        view = KMEView(node)
         return JSONResponse(await asyncio.to_thread(qkd_node, view, node.kme_id, now_s=node.clock()))

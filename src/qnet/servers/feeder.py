@@ -60,29 +60,29 @@ SKR_BLOCKS = 6
 SAMPLED_BLOCKS_PER_ROUND = 10
 """A sampled link catches up this many blocks per round (a photon-level one, one block)."""
 
-__all__ = ["EVE_QBER", "LAG_TOLERANCE_S", "LinkFeed", "PrngSource", "feed", "feeder_main", "make_feeds"]
+__all__ = ["EVE_QBER", "LAG_TOLERANCE_S", "LinkFeed", "PRNGSource", "feed", "feeder_main", "make_feeds"]
 
 
 @dataclass(frozen=True)
-class _PrngUnit:
+class _PRNGUnit:
     key_ID: str
     key: bytes = field(repr=False)
 
 
-class PrngSource:
+class PRNGSource:
     """Units from SHAKE-256 of a seed, ``batch`` per call: identical at both ends, as fast as asked.
     A stand-in for load tests; its keys are not QKD keys."""
 
     def __init__(self, link_id: str, seed: int, unit_bits: int, batch: int = 2000) -> None:
         self.link_id, self.seed, self.unit_bytes, self.batch, self.count = link_id, seed, unit_bits // 8, batch, 0
 
-    def take(self, now_s: float) -> list[_PrngUnit]:
+    def take(self, now_s: float) -> list[_PRNGUnit]:
         """The next ``batch`` units (the clock is ignored)."""
         streams = [hashlib.shake_256(f"{self.seed}/{i}".encode()).digest(16 + self.unit_bytes)
                    for i in range(self.count, self.count + self.batch)]
         ids = key_id_strings(self.count, b"".join(stream[:16] for stream in streams))  # ordered, as the link's
         self.count += self.batch
-        return [_PrngUnit(key_id, stream[16:]) for key_id, stream in zip(ids, streams, strict=True)]
+        return [_PRNGUnit(key_id, stream[16:]) for key_id, stream in zip(ids, streams, strict=True)]
 
 
 def _simulated(link: LinkConfig, unit_bits: int) -> SimulatedLink:
@@ -239,7 +239,7 @@ def make_feeds(kme_id: str, links: Sequence[LinkConfig], store: KeyStore, unit_b
             other.set_meta_once(f"epoch/{link.link_id}", repr(epoch))
         src = link.source
         if src.kind == "prng":
-            sources: list[KeySource] = [PrngSource(link.link_id, src.seed, unit_bits) for _ in stores]
+            sources: list[KeySource] = [PRNGSource(link.link_id, src.seed, unit_bits) for _ in stores]
             feeds.append(LinkFeed(link, sources, stores, epoch, step_s=1.0))
             continue
         sim = _simulated(link, unit_bits)

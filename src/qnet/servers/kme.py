@@ -42,8 +42,8 @@ from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetric
 from qnet.security.envelope import EnvelopeError, open_envelope
 from qnet.security.pki import subject_cn
 from qnet.servers.fcaps import add_kme_inventory_route
-from qnet.servers.node import Broadcast, KmeNode
-from qnet.service.etsi014 import Etsi014Error, KmeLimits, keys_body
+from qnet.servers.node import Broadcast, KMENode
+from qnet.service.etsi014 import ETSI014Error, KMELimits, keys_body
 
 __all__ = ["PeerCertProtocol", "PortInUseError", "RequestMetricsMiddleware", "add_metrics", "create_app",
            "listen_socket", "serve", "tls13", "uvicorn_config"]
@@ -57,7 +57,7 @@ LARGE_UNITS = 2048
 """An enc_keys request for more units than this is served from a worker thread, off the event loop."""
 LARGE_MESSAGE_BYTES = 256 * 1024
 """A KM-to-KM message larger than this is verified and applied in a worker thread."""
-LIMITS = KmeLimits()
+LIMITS = KMELimits()
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Number = Annotated[int, Field(ge=1, le=LIMITS.max_key_per_request)]
 Size = Annotated[int, Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8)]
@@ -138,19 +138,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse(Etsi014Error(status, message, details or []).body(), status_code=status)
+    return JSONResponse(ETSI014Error(status, message, details or []).body(), status_code=status)
 
 
 def _caller(request: Request) -> str:
     cn = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
     if not cn:
-        raise Etsi014Error(401, "no client certificate: the caller's SAE_ID comes from its certificate")
+        raise ETSI014Error(401, "no client certificate: the caller's SAE_ID comes from its certificate")
     return str(cn)
 
 
 def _install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Etsi014Error)
-    async def etsi(_: Request, exc: Etsi014Error) -> JSONResponse:
+    @app.exception_handler(ETSI014Error)
+    async def etsi(_: Request, exc: ETSI014Error) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -170,7 +170,7 @@ def _install_handlers(app: FastAPI) -> None:
         return _error(503, "the KME could not serve this request; the error is in its log")
 
 
-def create_app(node: KmeNode) -> FastAPI:
+def create_app(node: KMENode) -> FastAPI:
     """The ASGI app of one KME."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -204,7 +204,7 @@ def create_app(node: KmeNode) -> FastAPI:
         while True:
             try:
                 return await call(svc.dec_keys, caller, master, key_ids)
-            except Etsi014Error as exc:
+            except ETSI014Error as exc:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0 or not exc.details or any(d.get("reason") != NOT_YET_ASSIGNED for d in exc.details):
                     raise
@@ -267,7 +267,7 @@ def create_app(node: KmeNode) -> FastAPI:
     return app
 
 
-async def _km_message(node: KmeNode, data: bytes, peer: str, metrics: KMEMetrics, *,
+async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics, *,
                       offload: bool = False) -> JSONResponse:
     """Verify and apply one KM-to-KM message; a large one (``offload``) is verified and applied in a
     worker thread, so that the event loop keeps serving meanwhile (relay hops stay on the loop)."""
@@ -388,7 +388,7 @@ def tls13(_: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLCo
     return context
 
 
-def uvicorn_config(node: KmeNode, *, log_level: str = "warning") -> uvicorn.Config:
+def uvicorn_config(node: KMENode, *, log_level: str = "warning") -> uvicorn.Config:
     """The uvicorn configuration of a KME: its port, TLS 1.3, client certificates required."""
     cfg = node.config
     return uvicorn.Config(create_app(node), host=cfg.host, port=cfg.port, http=PeerCertProtocol, loop="uvloop",
@@ -443,12 +443,12 @@ def _interrupt(signum: int, _: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def serve(node: KmeNode, *, feeders: bool = True) -> None:
+def serve(node: KMENode, *, feeders: bool = True) -> None:
     """Run one KME until SIGINT or SIGTERM, then stop it cleanly (its feeders and threads too).
 
     Both signals get a handler here, SIGINT included (a shell starts background jobs with SIGINT
     ignored); uvicorn shuts down gracefully on either and then re-raises it, which lands in that
-    handler as :class:`KeyboardInterrupt`, after which :meth:`KmeNode.stop` runs, with further
+    handler as :class:`KeyboardInterrupt`, after which :meth:`KMENode.stop` runs, with further
     signals ignored so that nothing cuts it short.
 
     Raises:

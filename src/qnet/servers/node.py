@@ -7,7 +7,7 @@ Two background threads keep it in step with its peers:
   unreachable, ``enc_keys`` for it answers 503 instead of handing out keys its slave cannot get;
 - the **synchroniser** offers each peer the units it has not confirmed, and erases expired units.
 
-Keys for SAEs at non-adjacent nodes are relayed (:meth:`KmeNode.relay_keys`) along a route from the
+Keys for SAEs at non-adjacent nodes are relayed (:meth:`KMENode.relay_keys`) along a route from the
 control layer's router, avoiding peers that do not answer and nodes that just failed a relay; a
 failed relay is retried on another route. Concurrent requests for the same target node are
 coalesced: while one relay to it is in flight the others queue, then go together in one message.
@@ -34,7 +34,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from qnet.clients.km import AsyncKmClient, KmClient, PeerError, tls_client_context
+from qnet.clients.km import AsyncKMClient, KMClient, PeerError, tls_client_context
 from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, Topology
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.relay import RelayRequest
@@ -52,10 +52,10 @@ from qnet.management.audit import AuditError, AuditLog, KeySupplyAudit, audit_pa
 from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.agent import ControlAgent
-from qnet.servers.config import KmeConfig
-from qnet.service.etsi014 import EncPlan, Etsi014Error, Etsi014Service, KeyManagerLike
+from qnet.servers.config import KMEConfig
+from qnet.service.etsi014 import EncPlan, ETSI014Error, ETSI014Service, KeyManagerLike
 
-__all__ = ["Broadcast", "KmeNode"]
+__all__ = ["Broadcast", "KMENode"]
 
 log = logging.getLogger("qnet.kme")
 
@@ -114,7 +114,7 @@ class _Waiting:
             self.done.set_exception(exc)
 
 
-class _AuditedService(Etsi014Service):
+class _AuditedService(ETSI014Service):
     """The ETSI 014 service, recording every key it hands out in the node's audit log (if any)."""
 
     def __init__(self, manager: KeyManagerLike, route_to: Callable[[str], list[str]],
@@ -150,7 +150,7 @@ def _audit_or_503() -> Iterator[None]:
         yield
     except AuditError as exc:
         log.error("%s", exc)
-        raise Etsi014Error(503, "the KME cannot write its audit log; no key is handed out without a record") from None
+        raise ETSI014Error(503, "the KME cannot write its audit log; no key is handed out without a record") from None
 
 
 def _next_batch(queue: deque[_Waiting], unit_bits: int) -> list[_Waiting]:
@@ -160,7 +160,7 @@ def _next_batch(queue: deque[_Waiting], unit_bits: int) -> list[_Waiting]:
                       alive=lambda w: not w.done.done())
 
 
-class KmeNode:
+class KMENode:
     """Everything one KME process runs, apart from the HTTP server.
 
     Args:
@@ -169,7 +169,7 @@ class KmeNode:
         clock: wall-clock seconds.
     """
 
-    def __init__(self, config: KmeConfig, config_path: Path | None = None, *,
+    def __init__(self, config: KMEConfig, config_path: Path | None = None, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.config, self.config_path, self.clock = config, config_path, clock
         self.kme_id = config.kme_id
@@ -204,9 +204,9 @@ class KmeNode:
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
         self._peer_urls = {lk.peer: lk.peer_url for lk in config.links}
-        self.clients = {peer: KmClient(url, context) for peer, url in self._peer_urls.items()}
+        self.clients = {peer: KMClient(url, context) for peer, url in self._peer_urls.items()}
         self._context = context
-        self._async_clients: dict[str, AsyncKmClient] = {}
+        self._async_clients: dict[str, AsyncKMClient] = {}
         self._flushing = self._again = False
         self.queued_through = self.sent_through = 0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -291,7 +291,7 @@ class KmeNode:
         The batch succeeds or fails whole, so no master holds a key its slave cannot get.
 
         Raises:
-            Etsi014Error: 503 if no route works (each try's failure is named), or the pool is short.
+            ETSI014Error: 503 if no route works (each try's failure is named), or the pool is short.
         """
         waiting = _Waiting(plan, asyncio.get_running_loop().create_future())
         self._relay_queues[plan.target].append(waiting)
@@ -322,12 +322,12 @@ class KmeNode:
             results = await self._relay_tries(target, [w.plan for w in batch])
         except NotEnoughKey as exc:
             if len(batch) == 1:
-                batch[0].fail(Etsi014Error(503, exc.message, exc.details))
+                batch[0].fail(ETSI014Error(503, exc.message, exc.details))
                 return
             for part in split(batch):
                 await self._relay_batch(target, part)
             return
-        except Exception as exc:  # Etsi014Error, or a bug: every request of the batch fails alike
+        except Exception as exc:  # ETSI014Error, or a bug: every request of the batch fails alike
             for waiting in batch:
                 waiting.fail(exc)
             return
@@ -340,7 +340,7 @@ class KmeNode:
 
         Raises:
             NotEnoughKey: if the first hop's pool is short for them all.
-            Etsi014Error: 503 if no route works (each try's failure is named).
+            ETSI014Error: 503 if no route works (each try's failure is named).
         """
         requests = [RelayRequest(p.master, tuple(p.slaves), p.number, p.size) for p in plans]
         failures: list[str] = []
@@ -355,7 +355,7 @@ class KmeNode:
             except StoreError as exc:
                 if isinstance(exc, NotEnoughKey):
                     raise  # the caller may split the batch
-                raise Etsi014Error(503, exc.message, exc.details) from None
+                raise ETSI014Error(503, exc.message, exc.details) from None
             try:
                 await self.send_async(str(hop.next_node), hop.body)
                 self._audit_relayed(plans, keys, route, str(hop.body["link_id"]))
@@ -364,7 +364,7 @@ class KmeNode:
                 failed = self._relay_failed(str(hop.next_node), exc)
                 failures.append(f"{' -> '.join(route)}: {exc}")
                 self.manager.event("relay-reroute", f"relay to {target} failed at {failed}; trying another route")
-        raise Etsi014Error(503, f"key relay to {target} failed", [{"try": f} for f in failures])
+        raise ETSI014Error(503, f"key relay to {target} failed", [{"try": f} for f in failures])
 
     def _audit_relayed(self, plans: list[EncPlan], keys: list[list[DeliveredKey]], route: list[str],
                        link_id: str) -> None:
@@ -419,10 +419,10 @@ class KmeNode:
             await asyncio.gather(*(self._async_client(peer).warm() for peer in self._peer_urls))
             await asyncio.sleep(WARM_PERIOD_S)
 
-    def _async_client(self, peer: str) -> AsyncKmClient:
+    def _async_client(self, peer: str) -> AsyncKMClient:
         client = self._async_clients.get(peer)
         if client is None:
-            client = self._async_clients[peer] = AsyncKmClient(self._peer_urls[peer], self._context)
+            client = self._async_clients[peer] = AsyncKMClient(self._peer_urls[peer], self._context)
         return client
 
     # -- KM-to-KM ----------------------------------------------------------------------------------------

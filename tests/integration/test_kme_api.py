@@ -15,7 +15,7 @@ from qkdsec.client import ETSI014Client
 
 from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
-from tests.servers.conftest import LiveNet
+from tests.integration.conftest import LiveNet
 
 API = "/api/v1/keys"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.servers.conftest import ROOT, scaled
+from tests.integration.conftest import ROOT, scaled
 
 TWO_NODES = ROOT / "examples" / "two-nodes.yaml"
 QNET = [sys.executable, "-m", "qnet"]

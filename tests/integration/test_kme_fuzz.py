@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.servers.conftest import LiveNet
+from tests.integration.conftest import LiveNet
 
 # ETSI 014 names the codes a KME may answer; "not a server error" alone would let 503 for a bug pass.
 ALLOWED = {200, 400, 401, 503}

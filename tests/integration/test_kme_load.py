@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet, start_net
 
 API = "/api/v1/keys"
 LOAD_SECONDS = 60

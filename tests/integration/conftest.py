@@ -10,9 +10,7 @@ session's finalizer. On Linux the servers also die with the test process.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -26,30 +24,15 @@ import pytest
 from qnet.scenarios.deploy import Deployment, init_deployment
 from qnet.scenarios.launcher import Launcher
 from qnet.scenarios.validate import load_spec
+from tests.helpers import free_ports, scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO_NODES = ROOT / "examples" / "two-nodes.yaml"
-TIMEOUT_SCALE = float(os.environ.get("QNET_TEST_TIMEOUT_SCALE", "1") or 1)
 START_TIMEOUT_S = 120.0
 """How long a server gets to answer after it starts (before scaling)."""
 
 _LAUNCHED: list[Launcher] = []
 """Every launcher a test made; the session's finalizer stops what they still run."""
-
-
-def scaled(seconds: float) -> float:
-    """A test deadline, scaled by ``QNET_TEST_TIMEOUT_SCALE`` (default 1)."""
-    return seconds * TIMEOUT_SCALE
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="session", autouse=True)

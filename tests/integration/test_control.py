@@ -19,7 +19,7 @@ import pytest
 from qnet.scenarios.deploy import CONTROL_PERIOD_S
 from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
-from tests.servers.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet, start_net
 
 SPECS = Path(__file__).resolve().parent / "specs"
 API = "/api/v1/keys"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from qnet.cli.kme import wait_for_port
-from tests.servers.conftest import ROOT, free_ports
+from tests.integration.conftest import ROOT, free_ports
 
 
 def consecutive_free_ports() -> int:

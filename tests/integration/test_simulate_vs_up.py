@@ -15,7 +15,7 @@ from pathlib import Path
 
 from qnet.scenarios.simulate import simulate
 from qnet.scenarios.validate import load_spec
-from tests.servers.conftest import start_net
+from tests.integration.conftest import start_net
 
 SPEC = Path(__file__).resolve().parent / "specs" / "pair70.yaml"
 API = "/api/v1/keys"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qnet.cli.main import main
-from tests.servers.conftest import start_net
+from tests.integration.conftest import start_net
 
 
 def test_live_kmes_audit_their_key_supply(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers.conftest import start_net
+from tests.integration.conftest import start_net
 
 SPEC = Path(__file__).resolve().parent / "specs" / "pair-four-saes.yaml"
 API = "/api/v1/keys"

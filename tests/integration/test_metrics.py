@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.store import KeyStore, owner_of
 from qnet.management.metrics import ERROR_EVENTS, KMEMetrics
-from tests.servers.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet, start_net
 
 API = "/api/v1/keys"
 Samples = list[tuple[str, dict[str, str], float]]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers.conftest import free_ports
+from tests.integration.conftest import free_ports
 
 SPEC = Path(__file__).resolve().parent / "specs" / "ring6.yaml"
 

@@ -1,7 +1,7 @@
 """The launcher of live networks (:mod:`qnet.scenarios.launcher`): recorded process groups stopped
 whole, SIGKILL after the grace period, the truth about what could not be stopped, readiness errors
 that name the server and its reason, ports in use named, signals turned into one clean stop. Plain
-``python -c`` processes stand in for the servers, so these run in seconds (tests/cli/test_lifecycle.py
+``python -c`` processes stand in for the servers, so these run in seconds (tests/integration/test_lifecycle.py
 runs the real ones)."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from qnet.scenarios.launcher import (
     stop_recorded,
 )
 from qnet.servers.kme import PortInUseError
-from tests.servers.conftest import scaled
+from tests.integration.conftest import scaled
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

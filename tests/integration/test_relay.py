@@ -25,7 +25,7 @@ from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
 from qnet.servers.node import _next_batch, _Waiting
 from qnet.service.etsi014 import EncPlan
-from tests.servers.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet, start_net
 
 API = "/api/v1/keys"
 SPECS = Path(__file__).resolve().parent / "specs"
