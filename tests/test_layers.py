@@ -117,7 +117,8 @@ def _module_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in modules():
         targets = set()
-        for target in qnet_imports(path.read_text(), module):
+        for imported in qnet_imports(path.read_text(), module):
+            target = imported
             while target not in names and "." in target:
                 target = target.rsplit(".", 1)[0]
             if target in names and target != module and not module.startswith(target + "."):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 
 from qnet.control.controller import ControlError, Controller, LinkReport, state_from_dict
+from qnet.control.events import EventKind
 from qnet.control.routing import RoutePolicy, Topology, key_level_cost
+from qnet.keys.events import KMEEvent
+from qnet.management.alarms import RAISES
 
 # A square A-B-C-D-A with a diagonal-free layout: two disjoint routes from A to C.
 SQUARE = Topology(("A", "B", "C", "D"), (("A", "B", "ab"), ("B", "C", "bc"), ("C", "D", "cd"), ("D", "A", "da")))
@@ -134,6 +137,22 @@ def test_directive_round_trips_to_link_states() -> None:
     links = ctl.directive(0.6)["links"]
     states = {lid: state_from_dict(raw) for lid, raw in links.items()}
     assert states == ctl.states(0.6)
+
+
+def test_a_key_managers_events_are_filed_under_the_controllers_kinds() -> None:
+    """Every kind a key manager records has its controller kind (``kme-KIND``; a refused KM message
+    is ``auth-failure``); every alarm's clearing kind is a kind; an unknown kind reported is a 400
+    naming it, and nothing of that report is taken."""
+    for kind in KMEEvent:
+        filed = EventKind.from_kme(kind)
+        assert filed == (EventKind.AUTH_FAILURE if kind is KMEEvent.KM_MESSAGE_REFUSED else f"kme-{kind}")
+    assert all(clear is None or clear in set(EventKind) for clear, _ in RAISES.values())
+    assert EventKind.QBER_HIGH.cleared() is EventKind.QBER_HIGH_CLEARED
+    ctl = controller()
+    before = len(ctl.events)
+    with pytest.raises(ControlError, match=r"unknown event kind\(s\) 'link-exploded'; a key manager reports one of"):
+        ctl.report("A", [LinkReport("ab", 500, 1000.0, 0.02)], 0.5, events=[(0.4, "link-exploded", "boom")])
+    assert len(ctl.events) == before and "A" not in ctl.links["ab"].reports
 
 
 def test_silent_nodes_links_down_and_refused_messages_are_events() -> None:

@@ -186,7 +186,7 @@ def test_sweep_parsing_and_a_local_dask_sweep() -> None:
         parse_sweep("speed=1,2")
     with pytest.raises(Exception, match="values > 0"):
         parse_sweep("demand_scale=0")
-    spec = load_spec(Path(__file__).resolve().parents[1] / "servers" / "specs" / "ring6.yaml")
+    spec = load_spec(Path(__file__).resolve().parents[1] / "integration" / "specs" / "ring6.yaml")
     points = run_sweep(spec, "demand_scale", [1.0, 2.0], 600, workers=2)
     assert [p["demand_scale"] for p in points] == [1.0, 2.0]
     units = [p["demands"][0]["requested_bits"] / 256 for p in points]  # Poisson counts of 256-bit keys

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from qnet.control.events import ControlEvent, EventKind, Severity
 from qnet.control.routing import (
     Cost,
     FeedModeName,
@@ -43,8 +44,9 @@ from qnet.control.routing import (
     usable_link,
 )
 from qnet.errors import QNetError
+from qnet.keys.events import KMEEvent
 
-__all__ = ["FEED_MODES", "ControlError", "ControlEvent", "Controller", "LinkReport", "RateBasis", "Session",
+__all__ = ["FEED_MODES", "ControlError", "Controller", "LinkReport", "RateBasis", "Session",
            "state_from_dict"]
 
 FEED_MODES: tuple[FeedModeName, ...] = ("photon", "sampled")
@@ -104,22 +106,6 @@ class LinkReport:
             raise ControlError(400, f"link report for {report.link_id}: lag_s must be a finite number >= 0, "
                                     f"got {report.lag_s!r}")
         return report
-
-
-@dataclass(frozen=True)
-class ControlEvent:
-    """Something the controller saw or did: an alarm (and when it cleared), a cut, a route change."""
-
-    time_s: float
-    kind: str
-    place: str
-    severity: str
-    detail: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping."""
-        return {"time_s": self.time_s, "kind": self.kind, "place": self.place, "severity": self.severity,
-                "detail": self.detail}
 
 
 @dataclass
@@ -219,12 +205,12 @@ class Controller:
     # -- monitoring ------------------------------------------------------------------------------------
 
     def report(self, node: str, reports: Iterable[LinkReport], now_s: float,
-               events: Iterable[tuple[float, str, str]] = ()) -> dict[str, Any]:
+               events: Iterable[tuple[float, KMEEvent | str, str]] = ()) -> dict[str, Any]:
         """Take a key manager's reports (and its events: (time, kind, detail)); answer with the
         network's link states and the control period.
 
         Raises:
-            ControlError: 400 for an unknown node or a link that is not the node's.
+            ControlError: 400 for an unknown node, a link that is not the node's or an unknown event kind.
         """
         if node not in self.topology.nodes:
             raise ControlError(400, f"unknown node {node!r}")
@@ -233,6 +219,11 @@ class Controller:
             link = self.links.get(rep.link_id)
             if link is None or node not in link.ends:
                 raise ControlError(400, f"link {rep.link_id!r} is not a link of node {node!r}")
+        events = list(events)
+        unknown = sorted({str(kind) for _, kind, _ in events if kind not in _KME_EVENTS})
+        if unknown:
+            raise ControlError(400, f"unknown event kind(s) {', '.join(map(repr, unknown))}; a key manager "
+                                    f"reports one of {', '.join(sorted(_KME_EVENTS))}")
         for rep in reports:
             link = self.links[rep.link_id]
             last = link.reports.get(node)
@@ -243,10 +234,11 @@ class Controller:
         self._heard[node] = now_s
         if node in self._silent:
             self._silent.discard(node)
-            self._event(now_s, "node-reachable", node, "cleared", "its key manager reports again")
+            self._event(now_s, EventKind.NODE_REACHABLE, node, Severity.CLEARED, "its key manager reports again")
         for time_s, reported, detail in events:
-            kind = _NODE_EVENTS.get(reported, f"kme-{reported}")  # not to be taken for the controller's own
-            self._event(time_s, kind, node, "critical" if kind == "auth-failure" else "info", detail, own=False)
+            kind = EventKind.from_kme(KMEEvent(reported))  # not to be taken for the controller's own
+            severity = Severity.CRITICAL if kind is EventKind.AUTH_FAILURE else Severity.INFO
+            self._event(time_s, kind, node, severity, detail, own=False)
         self._check_alarms(now_s)
         self._check_links(now_s)
         return self.directive(now_s)
@@ -257,7 +249,7 @@ class Controller:
         for node, at in self._heard.items():
             if now_s - at > self.silence_s and node not in self._silent:
                 self._silent.add(node)
-                self._event(now_s, "node-unreachable", node, "major",
+                self._event(now_s, EventKind.NODE_UNREACHABLE, node, Severity.MAJOR,
                             f"no report for {now_s - at:.1f} s (its key manager is down or cut off)")
         self._check_links(now_s)
 
@@ -275,8 +267,9 @@ class Controller:
                 continue  # not up yet, as every link is while a network starts: no alarm yet
             was = True if was is None else was
             if state.up != was:
-                self._event(now_s, "link-up" if state.up else "link-down", lid, "cleared" if state.up else "major",
-                            "reports show the link working again" if state.up else
+                kind, severity = ((EventKind.LINK_UP, Severity.CLEARED) if state.up else
+                                  (EventKind.LINK_DOWN, Severity.MAJOR))
+                self._event(now_s, kind, lid, severity, "reports show the link working again" if state.up else
                             "a key manager reports it down, or both ends fell silent")
             self._was_up[lid] = state.up
 
@@ -317,19 +310,21 @@ class Controller:
         for lid, link in self.links.items():
             fresh = [rep for rep, at in link.reports.values() if now_s - at <= self.silence_s]
             qber = max((r.qber for r in fresh if r.qber is not None), default=0.0)
-            high = qber > self.qber_threshold or ("qber-high" in link.alarms and qber > 0.75 * self.qber_threshold)
-            self._alarm(lid, link, "qber-high", high, now_s,  # cleared below 3/4 of it: estimates are noisy
-                        f"QBER {qber:.3f} (threshold {self.qber_threshold:.3f})", "major")
+            high = qber > self.qber_threshold or (EventKind.QBER_HIGH in link.alarms
+                                                  and qber > 0.75 * self.qber_threshold)
+            self._alarm(lid, link, EventKind.QBER_HIGH, high, now_s,  # cleared below 3/4 of it: estimates are noisy
+                        f"QBER {qber:.3f} (threshold {self.qber_threshold:.3f})", Severity.MAJOR)
             if not fresh:
                 continue
             stock = min(r.stored_units for r in fresh)
             falling, link.last_stock = link.last_stock is not None and stock < link.last_stock, stock
-            low = (stock < self.low_water_units and falling) or ("pool-low" in link.alarms and
+            low = (stock < self.low_water_units and falling) or (EventKind.POOL_LOW in link.alarms and
                                                                  stock < 2 * self.low_water_units)
-            self._alarm(lid, link, "pool-low", low, now_s,
-                        f"{stock} units stored, low-water mark {self.low_water_units}", "minor")
+            self._alarm(lid, link, EventKind.POOL_LOW, low, now_s,
+                        f"{stock} units stored, low-water mark {self.low_water_units}", Severity.MINOR)
 
-    def _alarm(self, lid: str, link: _Link, kind: str, on: bool, now_s: float, detail: str, severity: str) -> None:
+    def _alarm(self, lid: str, link: _Link, kind: EventKind, on: bool, now_s: float, detail: str,
+               severity: Severity) -> None:
         if on != (kind in link.alarms):
             self._version += 1
         if on and kind not in link.alarms:
@@ -337,7 +332,7 @@ class Controller:
             self._event(now_s, kind, lid, severity, detail)
         elif not on and kind in link.alarms:
             link.alarms.discard(kind)
-            self._event(now_s, f"{kind}-cleared", lid, "cleared", detail)
+            self._event(now_s, kind.cleared(), lid, Severity.CLEARED, detail)
 
     # -- link control ----------------------------------------------------------------------------------
 
@@ -351,7 +346,7 @@ class Controller:
         self._version += 1
         if not link.cut:
             link.cut = True
-            self._event(now_s, "link-cut", link_id, "major", f"link cut ({reason})")
+            self._event(now_s, EventKind.LINK_CUT, link_id, Severity.MAJOR, f"link cut ({reason})")
         self.reroute(now_s)
 
     def restore(self, link_id: str, now_s: float) -> None:
@@ -364,7 +359,7 @@ class Controller:
         self._version += 1
         if link.cut:
             link.cut = False
-            self._event(now_s, "link-restored", link_id, "cleared", "link back in service")
+            self._event(now_s, EventKind.LINK_RESTORED, link_id, Severity.CLEARED, "link back in service")
 
     def eavesdrop(self, link_id: str, on: bool, now_s: float) -> None:
         """Start or stop a simulated eavesdropper on a link (the demonstration the Tokyo QKD Network
@@ -377,7 +372,7 @@ class Controller:
         if link.eavesdropper != on:
             link.eavesdropper = on
             self._version += 1
-            self._event(now_s, "eavesdropper-on" if on else "eavesdropper-off", link_id, "info",
+            self._event(now_s, EventKind.EAVESDROPPER_ON if on else EventKind.EAVESDROPPER_OFF, link_id, Severity.INFO,
                         "an operator started a simulated intercept-resend attack" if on else "attack stopped")
 
     def drain(self, node: str, on: bool, now_s: float) -> None:
@@ -391,7 +386,7 @@ class Controller:
         if (node in self.drained) != on:
             (self.drained.add if on else self.drained.discard)(node)
             self._version += 1
-            self._event(now_s, "node-drained" if on else "node-undrained", node, "info",
+            self._event(now_s, EventKind.NODE_DRAINED if on else EventKind.NODE_UNDRAINED, node, Severity.INFO,
                         "relays route around it" if on else "relays may pass through it again")
             self.reroute(now_s)
 
@@ -439,11 +434,12 @@ class Controller:
             Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s), now_s)
         for victim in victims:
             del self.sessions[victim.key_stream_id]
-            self._event(now_s, "session-preempted", victim.key_stream_id, "minor",
+            self._event(now_s, EventKind.SESSION_PREEMPTED, victim.key_stream_id, Severity.MINOR,
                         f"{victim.source}->{victim.destination} pre-empted by priority {priority}")
         self.sessions[ksid] = session
-        self._event(now_s, "session-open", ksid, "info", f"{source}->{destination} over {' -> '.join(session.route)} "
-                                                         f"(admitted against {session.admitted_against} rates)")
+        self._event(now_s, EventKind.SESSION_OPEN, ksid, Severity.INFO,
+                    f"{source}->{destination} over {' -> '.join(session.route)} "
+                    f"(admitted against {session.admitted_against} rates)")
         return session
 
     def close_session(self, key_stream_id: str, now_s: float) -> Session:
@@ -454,7 +450,8 @@ class Controller:
         """
         session = self.session(key_stream_id)
         del self.sessions[key_stream_id]
-        self._event(now_s, "session-close", key_stream_id, "info", f"{session.source}->{session.destination}")
+        self._event(now_s, EventKind.SESSION_CLOSE, key_stream_id, Severity.INFO,
+                    f"{session.source}->{session.destination}")
         return session
 
     def session(self, key_stream_id: str) -> Session:
@@ -501,11 +498,11 @@ class Controller:
             try:
                 route = self.router.route(*session.nodes, states, avoid_nodes=self.drained)
             except NoRouteError as exc:
-                self._event(now_s, "session-no-route", session.key_stream_id, "major", str(exc))
+                self._event(now_s, EventKind.SESSION_NO_ROUTE, session.key_stream_id, Severity.MAJOR, str(exc))
                 continue
             if route == session.route or (trouble == "soft" and self._trouble(route, states) is not None):
                 continue
-            self._event(now_s, "route-change", session.key_stream_id, "info",
+            self._event(now_s, EventKind.ROUTE_CHANGE, session.key_stream_id, Severity.INFO,
                         f"{' -> '.join(session.route)} => {' -> '.join(route)}")
             session.route, session.reroutes, session.moved_s = route, session.reroutes + 1, now_s
             self.route_changes += 1
@@ -523,7 +520,7 @@ class Controller:
     def _qber_view(self, states: Mapping[str, LinkState]) -> dict[str, LinkState]:
         """``states`` with only QBER alarms counted as alarms (a low pool is a reason to move, not a
         reason to drop the route at once)."""
-        return {lid: replace(st, alarm="qber-high" in self.links[lid].alarms) if st.alarm else st
+        return {lid: replace(st, alarm=EventKind.QBER_HIGH in self.links[lid].alarms) if st.alarm else st
                 for lid, st in states.items()}
 
     def _session_nodes(self, source: str, destination: str) -> tuple[str, str]:
@@ -599,7 +596,8 @@ class Controller:
         basis = bases.pop() if len(bases) == 1 else RateBasis.MIXED if bases else RateBasis.PLANNED
         return sum(rate for rate, _ in rates), basis
 
-    def _event(self, now_s: float, kind: str, place: str, severity: str, detail: str, own: bool = True) -> None:
+    def _event(self, now_s: float, kind: EventKind, place: str, severity: Severity, detail: str,
+               own: bool = True) -> None:
         event = ControlEvent(now_s, kind, place, severity, detail)
         self.events.append(event)
         self.revision += own
@@ -607,8 +605,7 @@ class Controller:
             listener(event)
 
 
-_NODE_EVENTS = {"km-message-refused": "auth-failure"}
-"""Key managers' event kinds the controller files under its own names."""
+_KME_EVENTS = frozenset(k.value for k in KMEEvent)
 
 
 def _crosses(route: Sequence[str], a: str, b: str) -> bool:

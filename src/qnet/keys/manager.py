@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qnet.keys import relay
+from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.store import DeliveredKey, KeyStore, StoreError
 from qnet.security.envelope import WINDOW_S, EnvelopeError, Opened
 
@@ -83,7 +84,7 @@ class Event:
     """Something an operator should hear about (no key material)."""
 
     time_s: float
-    kind: str
+    kind: KMEEvent
     detail: str
 
 
@@ -173,7 +174,7 @@ class KeyManager:
                              "slave", [{"peer_KME_ID": peer}])
 
         def message(groups: list[dict[str, Any]]) -> dict[str, Any]:
-            return {"type": "assign", "link_id": link.link_id, "master": master, "slaves": list(slaves),
+            return {"type": KMMessage.ASSIGN, "link_id": link.link_id, "master": master, "slaves": list(slaves),
                     "groups": groups}
 
         keys = self.store.take_for_master(link.link_id, number, size, self.unit_bits, master_sae=master,
@@ -207,19 +208,19 @@ class KeyManager:
         kind = msg.body.get("type")
         if link is None or link.peer != msg.sender:
             raise EnvelopeError(f"no link {msg.body.get('link_id')!r} with {msg.sender!r}")
-        if kind in ("assign", "batch"):
-            subs = msg.body.get("messages", []) if kind == "batch" else [msg.body]
+        if kind in (KMMessage.ASSIGN, KMMessage.BATCH):
+            subs = msg.body.get("messages", []) if kind == KMMessage.BATCH else [msg.body]
             self._apply_batch(msg, [(self._sub_link(msg, sub), sub) for sub in subs])
             self.assigned()
             return {"ok": True, "applied": len(subs)}
-        if kind == "sync":
+        if kind == KMMessage.SYNC:
             with self.store.transaction() as conn:
                 if not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
                     raise EnvelopeError(f"replayed message from {msg.sender!r}")
             answer = self.store.check_offer(link.link_id, msg.body["offered"], SYNC_GRACE_S, self.clock())
             if answer["discarded"] or not answer["in_order"]:
-                self.event("sync-mismatch", f"link {link.link_id}: {len(answer['discarded'])} unit(s) discarded, "
-                                            f"order {'kept' if answer['in_order'] else 'differs'}")
+                self.event(KMEEvent.SYNC_MISMATCH, f"link {link.link_id}: {len(answer['discarded'])} unit(s) "
+                           f"discarded, order {'kept' if answer['in_order'] else 'differs'}")
             mine = self.store.owned(link.link_id)
             return {**answer, "stock": mine - self.rebalance(link.link_id, msg.body.get("stock"), mine)}
         raise EnvelopeError(f"unknown message type {kind!r}")
@@ -231,7 +232,7 @@ class KeyManager:
             EnvelopeError: otherwise (before anything is applied).
         """
         link = self.by_id.get(str(sub.get("link_id")))
-        if sub.get("type") not in ("assign", "cede") or link is None or link.peer != msg.sender:
+        if sub.get("type") not in (KMMessage.ASSIGN, KMMessage.CEDE) or link is None or link.peer != msg.sender:
             raise EnvelopeError("a batch holds only assign and cede messages of links with its sender")
         return link
 
@@ -251,7 +252,7 @@ class KeyManager:
                 if i == 0 and not self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
                     raise EnvelopeError(f"replayed message from {msg.sender!r}")
                 for link, sub, _ in chunk:
-                    if sub["type"] == "cede":
+                    if sub["type"] == KMMessage.CEDE:
                         self.store.take_over(conn, msg.sender, link.link_id, sub["units"])
                     else:
                         self.store.assign(conn, msg.sender, sub["groups"], sub["master"], sub["slaves"])
@@ -315,7 +316,7 @@ class KeyManager:
         if not offered and now - self._synced.get(link_id, -math.inf) < PROBE_PERIOD_S:
             return None
         self._synced[link_id] = now
-        return {"type": "sync", "link_id": link.link_id, "offered": offered, "stock": self.store.owned(link_id)}
+        return {"type": KMMessage.SYNC, "link_id": link.link_id, "offered": offered, "stock": self.store.owned(link_id)}
 
     def rebalance(self, link_id: str, peer_stock: object, own_stock: int | None = None) -> int:
         """Hand units of ``link_id`` over to the peer if it holds far fewer (:func:`cede_count`);
@@ -329,7 +330,7 @@ class KeyManager:
             return 0
         self._ceded[link_id] = now
         ceded = self.store.cede(link_id, link.peer, count, now,
-                                lambda ids: {"type": "cede", "link_id": link_id, "units": ids})
+                                lambda ids: {"type": KMMessage.CEDE, "link_id": link_id, "units": ids})
         if ceded:
             self.notify_peer(link.peer, self.store.last_outbox_id)
         return ceded
@@ -338,12 +339,13 @@ class KeyManager:
         """Apply the peer's answer to our offer; returns how many units became servable."""
         link = self.by_id[link_id]
         if not answer.get("in_order", True):
-            self.event("sync-mismatch", f"link {link.link_id}: the peer holds the units in another order; "
+            self.event(KMEEvent.SYNC_MISMATCH, f"link {link.link_id}: the peer holds the units in another order; "
                                         "serving in this end's order, the peer assigns by key_ID")
         dropped = self.store.apply_answer(link.link_id, offer["offered"], answer.get("held", []), SYNC_GRACE_S,
                                           self.clock())
         if dropped:
-            self.event("sync-mismatch", f"link {link.link_id}: {len(dropped)} unit(s) the peer never got, discarded")
+            self.event(KMEEvent.SYNC_MISMATCH,
+                       f"link {link.link_id}: {len(dropped)} unit(s) the peer never got, discarded")
         own = offer.get("stock")  # counted when the offer was made, a round trip ago
         self.rebalance(link_id, answer.get("stock"), own if isinstance(own, int) else None)
         return len(answer.get("held", []))
@@ -355,19 +357,19 @@ class KeyManager:
             stock = self.store.stock(link_id)
             if stock < threshold and link_id not in self._low:
                 self._low.add(link_id)
-                self.event("pool-low", f"link {link_id}: {stock} units, threshold {threshold}")
+                self.event(KMEEvent.POOL_LOW, f"link {link_id}: {stock} units, threshold {threshold}")
             elif stock >= threshold and link_id in self._low:
                 self._low.discard(link_id)
-                self.event("pool-ok", f"link {link_id}: {stock} units")
+                self.event(KMEEvent.POOL_OK, f"link {link_id}: {stock} units")
 
-    def event(self, kind: str, detail: str) -> None:
+    def event(self, kind: KMEEvent, detail: str) -> None:
         """Record (and log) an event for the operator."""
         self.events.append(Event(self.clock(), kind, detail))
         log.warning("%s: %s", kind, detail)
 
     def refuse(self, reason: str) -> None:
         """Record a refused KM-to-KM message (forged, tampered, replayed, stale)."""
-        self.event("km-message-refused", reason)
+        self.event(KMEEvent.KM_MESSAGE_REFUSED, reason)
 
 
 def _key_ids(value: object) -> list[str]:
@@ -391,7 +393,7 @@ def _pieces(link: LinkInfo, sub: dict[str, Any]) -> list[_Piece]:
     Raises:
         StoreError: if it is malformed.
     """
-    if sub["type"] == "cede":
+    if sub["type"] == KMMessage.CEDE:
         ids = _key_ids(sub.get("units"))
         return [(link, {**sub, "units": ids[i:i + APPLY_CHUNK_UNITS]}, len(ids[i:i + APPLY_CHUNK_UNITS]))
                 for i in range(0, len(ids), APPLY_CHUNK_UNITS)]

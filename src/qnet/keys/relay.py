@@ -14,7 +14,7 @@ held by the master alone. A relay that fails half-way wastes the units it spent,
 
 One message carries many keys, in groups that each name their master, slaves and size::
 
-    {"type": "relay", "link_id", "route", "hop",
+    {"type": KMMessage.RELAY, "link_id", "route", "hop",
      "groups": [{"master", "slaves", "size", "keys": [{"key_ID", "units", "c"}, ...]}, ...]}
 
 so that the origin can put concurrent requests for the same target, of any SAE pairs, in one
@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from qnet.keys.events import KMMessage
 from qnet.keys.store import (
     _IDS,
     ASSIGNED,
@@ -112,7 +113,8 @@ def start(store: KeyStore, link_id: str, *, route: Sequence[str], requests: Sequ
                 spends.append(([u for u, _ in part], f"relay {key_id} hop 1 {'-'.join(route)}"))
             delivered.append(mine)
         _spend_noted(conn, spends)
-    body = {"type": "relay", "link_id": link_id, "route": list(route), "hop": 1, "groups": list(groups.values())}
+    body = {"type": KMMessage.RELAY, "link_id": link_id, "route": list(route), "hop": 1,
+            "groups": list(groups.values())}
     return delivered, RelayHop(route[1], body, [k.key_ID for keys_ in delivered for k in keys_])
 
 

@@ -33,15 +33,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from qnet.control.events import EventKind, Severity
+
 __all__ = ["RAISES", "Alarm", "AlarmStore", "EventBroker"]
 
-RAISES: dict[str, tuple[str | None, str]] = {
-    "link-down": ("link-up", "major"),
-    "link-cut": ("link-restored", "major"),
-    "qber-high": ("qber-high-cleared", "critical"),
-    "pool-low": ("pool-low-cleared", "minor"),
-    "node-unreachable": ("node-reachable", "major"),
-    "auth-failure": (None, "critical"),
+RAISES: dict[EventKind, tuple[EventKind | None, Severity]] = {
+    EventKind.LINK_DOWN: (EventKind.LINK_UP, Severity.MAJOR),
+    EventKind.LINK_CUT: (EventKind.LINK_RESTORED, Severity.MAJOR),
+    EventKind.QBER_HIGH: (EventKind.QBER_HIGH_CLEARED, Severity.CRITICAL),
+    EventKind.POOL_LOW: (EventKind.POOL_LOW_CLEARED, Severity.MINOR),
+    EventKind.NODE_UNREACHABLE: (EventKind.NODE_REACHABLE, Severity.MAJOR),
+    EventKind.AUTH_FAILURE: (None, Severity.CRITICAL),
 }
 """Alarm kind -> (the event kind that clears it, severity)."""
 _CLEARS = {clear: kind for kind, (clear, _) in RAISES.items() if clear}
@@ -94,7 +96,7 @@ class AlarmStore:
         self.engine = sa.create_engine(url)
         metadata.create_all(self.engine)
 
-    def record(self, time_s: float, kind: str, place: str, severity: str, detail: str) -> Alarm | None:
+    def record(self, time_s: float, kind: EventKind, place: str, severity: Severity, detail: str) -> Alarm | None:
         """Keep an event; raise or clear the alarm it stands for. Returns the alarm raised or cleared."""
         with self.engine.begin() as conn:
             conn.execute(events_table.insert().values(time_s=time_s, kind=kind, place=place, severity=severity,
@@ -105,17 +107,17 @@ class AlarmStore:
                 return self._clear(conn, time_s, _CLEARS[kind], place)
         return None
 
-    def _raise(self, conn: sa.Connection, time_s: float, kind: str, place: str, detail: str) -> Alarm | None:
+    def _raise(self, conn: sa.Connection, time_s: float, kind: EventKind, place: str, detail: str) -> Alarm | None:
         active = conn.execute(sa.select(alarms_table.c.id).where(
             alarms_table.c.kind == kind, alarms_table.c.place == place, alarms_table.c.cleared_s.is_(None))).first()
-        if active is not None and kind != "auth-failure":
+        if active is not None and kind is not EventKind.AUTH_FAILURE:
             return None  # already raised
         result = conn.execute(alarms_table.insert().values(kind=kind, place=place, severity=RAISES[kind][1],
                                                            raised_s=time_s, detail=detail))
         row_id = int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
         return Alarm(row_id, kind, place, RAISES[kind][1], time_s, None, detail)
 
-    def _clear(self, conn: sa.Connection, time_s: float, kind: str, place: str) -> Alarm | None:
+    def _clear(self, conn: sa.Connection, time_s: float, kind: EventKind, place: str) -> Alarm | None:
         row = conn.execute(sa.select(alarms_table).where(
             alarms_table.c.kind == kind, alarms_table.c.place == place, alarms_table.c.cleared_s.is_(None))).first()
         if row is None:

@@ -48,7 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from qnet.control.controller import ControlError, ControlEvent, Controller, LinkReport, Session
+from qnet.control.controller import ControlError, Controller, LinkReport, Session
+from qnet.control.events import ControlEvent
 from qnet.control.routing import NoRouteError, RoutePolicy, Topology
 from qnet.keys.manager import CEDE_MAX_UNITS, CEDE_MIN_UNITS
 from qnet.quantum.link import CASCADE_EFFICIENCY, expected_block, feed_block_pulses

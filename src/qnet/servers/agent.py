@@ -29,6 +29,7 @@ import httpx
 
 from qnet.control.controller import state_from_dict
 from qnet.control.routing import LinkState
+from qnet.keys.events import KMEEvent
 from qnet.keys.manager import KeyManager
 from qnet.keys.source import SampleReason
 from qnet.keys.store import KeyStore
@@ -134,7 +135,7 @@ class ControlAgent:
         except (httpx.HTTPError, ValueError) as exc:
             if self._silent_since is None:
                 self._silent_since = now
-                self.node.manager.event("controller-unreachable", f"{self.url}: {exc}")
+                self.node.manager.event(KMEEvent.CONTROLLER_UNREACHABLE, f"{self.url}: {exc}")
             elif now - self._silent_since > 3 * self.period_s:
                 self.node.control_states, self.node.session_routes = {}, {}
 
@@ -178,15 +179,15 @@ class ControlAgent:
             if not lagging:
                 self._lagging.add(link_id)
                 reason = SampleReason(why) if why in set(SampleReason) else SampleReason.PLANNED
-                self.node.manager.event("link-lagging", f"link {link_id}: {reason.explain(lag)}; its blocks are "
-                                        "sampled from the same statistics (finite-key length and QBER of the "
+                self.node.manager.event(KMEEvent.LINK_LAGGING, f"link {link_id}: {reason.explain(lag)}; its blocks "
+                                        "are sampled from the same statistics (finite-key length and QBER of the "
                                         "expected counts)")
         elif lagging and mode == "photon":
             since = self._photon_since.setdefault(link_id, now)
             if now - since >= REAL_TIME_AFTER_S:
                 self._lagging.discard(link_id)
-                self.node.manager.event("link-real-time", f"link {link_id}: the key feed has kept real time for "
-                                        f"{REAL_TIME_AFTER_S:g} s, photon by photon")
+                self.node.manager.event(KMEEvent.LINK_REAL_TIME, f"link {link_id}: the key feed has kept real "
+                                        f"time for {REAL_TIME_AFTER_S:g} s, photon by photon")
 
     def apply(self, answer: dict[str, Any]) -> None:
         """Take the controller's picture: link states, cuts, session routes, the period."""
@@ -197,7 +198,8 @@ class ControlAgent:
         cut = {lid for lid, raw in links.items() if lid in own and raw.get("cut")}
         for lid in cut ^ self._cut:
             self.node.store.set_meta(f"cut/{lid}", "1" if lid in cut else "0")
-            self.node.manager.event("link-cut" if lid in cut else "link-restored", f"link {lid} (controller)")
+            kind = KMEEvent.LINK_CUT if lid in cut else KMEEvent.LINK_RESTORED
+            self.node.manager.event(kind, f"link {lid} (controller)")
         self._cut = cut
         self.node.manager.out_of_service = set(cut)
         eve = {lid for lid, raw in links.items() if lid in own and raw.get("eavesdropper")}

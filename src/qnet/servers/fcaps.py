@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from qnet.control.controller import ControlError, ControlEvent, Controller, Session
+from qnet.control.controller import ControlError, Controller, Session
+from qnet.control.events import ControlEvent
 from qnet.control.routing import LinkState
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.inventory import network_inventory, qkd_node

@@ -37,6 +37,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qnet.clients.km import PeerError
 from qnet.errors import QNetError
+from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.store import NOT_YET_ASSIGNED, StoreError
 from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetrics
 from qnet.security.envelope import EnvelopeError, open_envelope
@@ -280,7 +281,7 @@ async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _error(401, f"KM-to-KM message refused: {exc.reason}")
-    relayed = opened.body.get("type") == "relay"
+    relayed = opened.body.get("type") == KMMessage.RELAY
     try:
         return JSONResponse(await metrics.relayed("forwarded", node.relay_hop(opened)) if relayed
                             else await run(node.manager.handle, opened))
@@ -291,9 +292,9 @@ async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics
         return _error(503, str(exc), [exc.body] if isinstance(exc.body, dict) else [])
     except StoreError as exc:
         if not relayed:
-            node.manager.event("sync-mismatch", exc.message)
+            node.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
             return _error(400, exc.message, exc.details)
-        node.manager.event("relay-refused", exc.message)  # this hop failed: the sender routes around it
+        node.manager.event(KMEEvent.RELAY_REFUSED, exc.message)  # this hop failed: the sender routes around it
         return _error(503, exc.message, [*exc.details, {"failed": node.kme_id}])
 
 

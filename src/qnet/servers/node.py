@@ -36,6 +36,7 @@ from typing import Any
 
 from qnet.clients.km import AsyncKMClient, KMClient, PeerError, tls_client_context
 from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, Topology
+from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.relay import RelayRequest
 from qnet.keys.relay_policy import (
@@ -363,7 +364,8 @@ class KMENode:
             except PeerError as exc:
                 failed = self._relay_failed(str(hop.next_node), exc)
                 failures.append(f"{' -> '.join(route)}: {exc}")
-                self.manager.event("relay-reroute", f"relay to {target} failed at {failed}; trying another route")
+                self.manager.event(KMEEvent.RELAY_REROUTE,
+                                   f"relay to {target} failed at {failed}; trying another route")
         raise ETSI014Error(503, f"key relay to {target} failed", [{"try": f} for f in failures])
 
     def _audit_relayed(self, plans: list[EncPlan], keys: list[list[DeliveredKey]], route: list[str],
@@ -503,7 +505,8 @@ class KMENode:
         return by_peer
 
     def _batch(self, peer: str, rows: list[tuple[int, dict[str, Any]]]) -> bytes:
-        body = {"type": "batch", "link_id": self.manager.links[peer][0].link_id, "messages": [b for _, b in rows]}
+        body = {"type": KMMessage.BATCH, "link_id": self.manager.links[peer][0].link_id,
+                "messages": [b for _, b in rows]}
         return seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
 
     def _flush_loop(self) -> None:
@@ -518,11 +521,11 @@ class KMENode:
         if ok and peer in self._unreachable:
             self._unreachable.discard(peer)
             if self.clock() - self._started_s > STARTUP_GRACE_S:
-                self.manager.event("peer-reachable", f"{peer} answers again")
+                self.manager.event(KMEEvent.PEER_REACHABLE, f"{peer} answers again")
         elif not ok and peer not in self._unreachable:
             self._unreachable.add(peer)
             if self.clock() - self._started_s > STARTUP_GRACE_S:  # peers starting together: no alarm
-                self.manager.event("peer-unreachable", f"{peer}: {why}")
+                self.manager.event(KMEEvent.PEER_UNREACHABLE, f"{peer}: {why}")
 
     def _flush_once(self) -> None:
         """Send queued messages older than a second, one batch per peer: the retry after an outage or
@@ -553,7 +556,7 @@ class KMENode:
         offer = self.manager.sync_offer(link_id)
         if offer is None and peer not in self._unreachable:
             return
-        offer = offer or {"type": "sync", "link_id": link_id, "offered": []}  # a probe
+        offer = offer or {"type": KMMessage.SYNC, "link_id": link_id, "offered": []}  # a probe
         try:
             answer = self.send(peer, offer)
         except PeerError as exc:
