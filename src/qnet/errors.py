@@ -1,34 +1,58 @@
 """The one exception tree of qnet.
 
 Every error qnet raises on purpose derives from :class:`QNetError`, so a caller (the CLI, a server's
-error handler) can catch the whole family in one place and translate it once at its boundary. Errors
-that signal a bad argument also derive from :class:`ValueError`, so generic code that expects a
-``ValueError`` still works.
+error handler) can catch the whole family in one place and translate it once at its boundary. The
+first level says what kind of failure it is, in words a server can translate (each server maps these
+classes to HTTP statuses in one table, :data:`qnet.servers.errors.ETSI014_STATUS` and
+:data:`~qnet.servers.errors.CONTROL_STATUS`); no error carries an HTTP status itself. Below them,
+each layer's errors carry their context (``NoRouteError(src, dst)``,
+``InsufficientKeyError(requested, available)``) and a message naming what is wrong; ``details`` are
+the ETSI 014 error body's entries (which key_ID, which SAE).
 
 ::
 
     QNetError
-    ├── ParameterError (+ValueError)     a model parameter is out of its range; names the field
-    ├── SpecError (+ValueError)          a network spec file is invalid; carries every Problem found
-    ├── UnknownProtocolError (+ValueError)  a protocol name is not in the registry
-    └── NoRouteError                     no path joins two nodes (src, dst)
-
-Later layers add their own branches under :class:`QNetError` (key management, relay, servers) and
-draw them here.
+    ├── InvalidRequestError (+ValueError)   the input is malformed; names the field
+    │   ├── ParameterError                    a model parameter is out of its range
+    │   ├── SpecError                         a network spec file is invalid; every Problem found
+    │   ├── UnknownProtocolError              a protocol name is not in the registry
+    │   └── StoreError                        the key store refuses a request (keys.store)
+    ├── UnauthorizedError                   the caller is not known, or may not have these keys
+    │   ├── EnvelopeError                     a KM-to-KM message refused: forged, replayed, stale (security.envelope)
+    │   └── AuthenticationFailed              a post-processing message's tag does not verify (quantum)
+    ├── ForbiddenError                      the caller is known but may not do this (operator-only)
+    ├── NotFoundError (+LookupError)        no such node, link, session or alarm
+    ├── ConflictError                       it exists already: a session open twice, a port in use
+    │   └── PortInUseError                    a server's port is held by another process
+    └── UnavailableError                    cannot be served now; may succeed later
+        ├── NoRouteError                      no usable path joins two nodes (src, dst)
+        ├── InsufficientKeyError (+StoreError)  fewer keys than asked for (requested, available)
+        ├── CapacityError                     a demand exceeds what a route has left
+        ├── PeerError                         a peer KME did not answer, or refused (clients.km)
+        └── AuditError                        the audit log cannot be written (management.audit)
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
+    "CapacityError",
+    "ConflictError",
+    "ForbiddenError",
+    "InvalidRequestError",
     "NoRouteError",
+    "NotFoundError",
     "ParameterError",
+    "PortInUseError",
     "Problem",
     "QNetError",
     "SpecError",
+    "UnauthorizedError",
+    "UnavailableError",
     "UnknownProtocolError",
     "did_you_mean",
 ]
@@ -49,7 +73,41 @@ def did_you_mean(name: object, known: Iterable[str]) -> str:
 
 
 class QNetError(Exception):
-    """Root of every error qnet raises on purpose."""
+    """Root of every error qnet raises on purpose.
+
+    Attributes:
+        message: what went wrong, for a person.
+        details: the ETSI 014 error body's entries (e.g. ``{"key_ID": ...}``), possibly none.
+    """
+
+    def __init__(self, message: str = "", details: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[dict[str, Any]] = [dict(d) for d in details]
+
+
+class InvalidRequestError(QNetError, ValueError):
+    """The input (a request, a file, an argument) is malformed; the message names what is wrong."""
+
+
+class UnauthorizedError(QNetError):
+    """The caller is not known here, or may not have these keys (access control)."""
+
+
+class ForbiddenError(QNetError):
+    """The caller is known but may not do this (an operator's action, another SAE's session)."""
+
+
+class NotFoundError(QNetError, LookupError):
+    """No such node, link, session or alarm."""
+
+
+class ConflictError(QNetError):
+    """What a request would create exists already."""
+
+
+class UnavailableError(QNetError):
+    """The request cannot be served now (no route, not enough key, a peer down); it may succeed later."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +121,7 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ParameterError(QNetError, ValueError):
+class ParameterError(InvalidRequestError):
     """One or more model parameters are outside their allowed range.
 
     Attributes:
@@ -75,7 +133,7 @@ class ParameterError(QNetError, ValueError):
         super().__init__("; ".join(str(p) for p in self.problems))
 
 
-class SpecError(QNetError, ValueError):
+class SpecError(InvalidRequestError):
     """A network spec file is invalid.
 
     Attributes:
@@ -90,7 +148,7 @@ class SpecError(QNetError, ValueError):
         super().__init__(f"{source}: {len(self.problems)} problem(s)\n{lines}")
 
 
-class UnknownProtocolError(QNetError, ValueError):
+class UnknownProtocolError(InvalidRequestError):
     """A protocol name is not one qnet knows.
 
     Attributes:
@@ -104,15 +162,46 @@ class UnknownProtocolError(QNetError, ValueError):
         super().__init__(f"unknown protocol {name!r}; known protocols: {', '.join(self.known)}")
 
 
-class NoRouteError(QNetError):
-    """No path joins two nodes of a network.
+class NoRouteError(UnavailableError):
+    """No usable path joins two nodes of a network.
 
     Attributes:
         src: the node the route should start at.
         dst: the node the route should end at.
+        reason: why none is usable (every path down, a node excluded, too many hops), if known.
     """
 
-    def __init__(self, src: str, dst: str) -> None:
-        self.src = src
-        self.dst = dst
-        super().__init__(f"no route from {src!r} to {dst!r}")
+    def __init__(self, src: str, dst: str, reason: str = "") -> None:
+        self.src, self.dst, self.reason = src, dst, reason
+        super().__init__(f"no route from {src} to {dst}{': ' + reason if reason else ''}")
+
+
+class CapacityError(UnavailableError):
+    """A demand exceeds what a hop of its route has left.
+
+    Attributes:
+        hop: the hop's two nodes.
+        requested_bps: the demand's key rate.
+        available_bps: what the hop has left for it.
+    """
+
+    def __init__(self, hop: tuple[str, str], requested_bps: float, available_bps: float, message: str) -> None:
+        self.hop, self.requested_bps, self.available_bps = hop, requested_bps, available_bps
+        super().__init__(message)
+
+
+class PortInUseError(ConflictError):
+    """A server's port is held by another process (another qnet network, or any other program).
+
+    Args:
+        busy: ``(host, port, what)`` of each port found in use; ``what`` names the server, e.g. ``"KME of Alice"``.
+        hint: what to do about it, appended to the message.
+    """
+
+    def __init__(self, busy: list[tuple[str, int, str]], hint: str = "") -> None:
+        self.busy = busy
+        ports = ", ".join(f"{port} ({what})" for _, port, what in busy)
+        hosts = ", ".join(sorted({host for host, _, _ in busy}))
+        verb = "is" if len(busy) == 1 else "are"
+        super().__init__(f"port{'s' * (len(busy) > 1)} {ports} on {hosts} {verb} already in use by another "
+                         f"process{': ' + hint if hint else ''}")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from qnet.control.controller import ControlError, Controller, LinkReport, state_from_dict
+from qnet.control.controller import Controller, LinkReport, state_from_dict
 from qnet.control.events import EventKind
 from qnet.control.routing import RoutePolicy, Topology, key_level_cost
+from qnet.errors import QNetError
 from qnet.keys.events import KMEEvent
 from qnet.management.alarms import RAISES
+from qnet.servers.errors import CONTROL_STATUS, status_of
 
 # A square A-B-C-D-A with a diagonal-free layout: two disjoint routes from A to C.
 SQUARE = Topology(("A", "B", "C", "D"), (("A", "B", "ab"), ("B", "C", "bc"), ("C", "D", "cd"), ("D", "A", "da")))
@@ -76,26 +78,26 @@ def test_cut_link_reroutes_sessions_at_once_and_restore_brings_it_back() -> None
     assert [e.kind for e in ctl.events][-2:] == ["link-cut", "route-change"]
     ctl.restore(hop, 2.0)
     assert ctl.states(2.0)[hop].up
-    with pytest.raises(ControlError) as err:
+    with pytest.raises(QNetError) as err:
         ctl.cut("nope", 2.0)
-    assert err.value.status == 404
+    assert status_of(err.value, CONTROL_STATUS) == 404
 
 
 def test_sessions_refuse_unknown_saes_access_and_over_capacity() -> None:
     ctl = controller(access={"SX": ["SB"]})
-    with pytest.raises(ControlError, match="unknown SAE") as err:
+    with pytest.raises(QNetError, match="unknown SAE") as err:
         ctl.open_session("SA", "SZ", 0.0)
-    assert err.value.status == 401
-    with pytest.raises(ControlError, match="access control"):
+    assert status_of(err.value, CONTROL_STATUS) == 401
+    with pytest.raises(QNetError, match="access control"):
         ctl.open_session("SA", "SX", 0.0)
     ctl.open_session("SA", "SB", 0.0, key_rate_bps=400)  # both directions share a link's rate (the ends
     ctl.open_session("SB", "SA", 0.0, key_rate_bps=500)  # hand each other the units they do not use)
     detour = ctl.open_session("SA", "SB", 0.0, key_rate_bps=150)  # the direct link is full: the long way round
     assert detour.route == ["A", "D", "C", "B"]
-    with pytest.raises(ControlError, match="exceeds what hop A-B has left: 100 of 1000") as err:
+    with pytest.raises(QNetError, match="exceeds what hop A-B has left: 100 of 1000") as err:
         ctl.open_session("SA", "SB", 0.0, key_rate_bps=851)  # the detour has 850 left
-    assert err.value.status == 503
-    with pytest.raises(ControlError, match="already open"):
+    assert status_of(err.value, CONTROL_STATUS) == 503
+    with pytest.raises(QNetError, match="already open"):
         s = ctl.open_session("SA", "SB", 0.0, key_rate_bps=100, key_stream_id="k1")
         ctl.open_session("SA", "SB", 0.0, key_stream_id=s.key_stream_id)
 
@@ -107,26 +109,26 @@ def test_a_higher_priority_session_preempts_lower_ones() -> None:
     assert high.key_stream_id in ctl.sessions and low.key_stream_id not in ctl.sessions
     assert any(e.kind == "session-preempted" for e in ctl.events)
     ctl.close_session(high.key_stream_id, 2.0)
-    with pytest.raises(ControlError):
+    with pytest.raises(QNetError):
         ctl.close_session(high.key_stream_id, 2.0)
 
 
 def test_policy_limits_are_named() -> None:
     ctl = Controller(SQUARE, RoutePolicy(max_hops=1), saes=SAES)
-    with pytest.raises(ControlError, match="policy allows at most 1") as err:
+    with pytest.raises(QNetError, match="policy allows at most 1") as err:
         ctl.open_session("SA", "SC", 0.0)
-    assert err.value.status == 503
+    assert status_of(err.value, CONTROL_STATUS) == 503
 
 
 def test_malformed_reports_are_refused() -> None:
     ctl = controller()
-    with pytest.raises(ControlError, match="malformed"):
+    with pytest.raises(QNetError, match="malformed"):
         LinkReport.from_dict({"link_id": "ab", "stored_units": "lots", "key_rate_bps": 1})
-    with pytest.raises(ControlError, match="out of range"):
+    with pytest.raises(QNetError, match="out of range"):
         LinkReport.from_dict({"link_id": "ab", "stored_units": 1, "key_rate_bps": 1, "qber": 3})
-    with pytest.raises(ControlError, match="not a link of node"):
+    with pytest.raises(QNetError, match="not a link of node"):
         ctl.report("A", [LinkReport("bc", 1, 1.0)], 0.0)
-    with pytest.raises(ControlError, match="unknown node"):
+    with pytest.raises(QNetError, match="unknown node"):
         ctl.report("Q", [], 0.0)
 
 
@@ -150,7 +152,7 @@ def test_a_key_managers_events_are_filed_under_the_controllers_kinds() -> None:
     assert EventKind.QBER_HIGH.cleared() is EventKind.QBER_HIGH_CLEARED
     ctl = controller()
     before = len(ctl.events)
-    with pytest.raises(ControlError, match=r"unknown event kind\(s\) 'link-exploded'; a key manager reports one of"):
+    with pytest.raises(QNetError, match=r"unknown event kind\(s\) 'link-exploded'; a key manager reports one of"):
         ctl.report("A", [LinkReport("ab", 500, 1000.0, 0.02)], 0.5, events=[(0.4, "link-exploded", "boom")])
     assert len(ctl.events) == before and "A" not in ctl.links["ab"].reports
 
@@ -182,7 +184,7 @@ def test_draining_a_node_moves_sessions_off_it_and_eavesdroppers_are_announced()
     assert relay not in ctl.route("A", "C", 1.0)
     ctl.eavesdrop("ab", True, 2.0)
     assert ctl.directive(2.0)["links"]["ab"]["eavesdropper"] and ctl.events[-1].kind == "eavesdropper-on"
-    with pytest.raises(ControlError, match="no node"):
+    with pytest.raises(QNetError, match="no node"):
         ctl.drain("Q", True, 3.0)
 
 
@@ -197,9 +199,9 @@ def test_admission_never_routes_through_a_drained_node() -> None:
     ctl.drain("B", True, 0.0)
     first = ctl.open_session("SA", "SC", 0.0, key_rate_bps=800)  # A-D and D-C have 1000 bit/s each
     assert first.route == ["A", "D", "C"]
-    with pytest.raises(ControlError, match="exceeds what hop A-D has left: 200 of 1000") as err:
+    with pytest.raises(QNetError, match="exceeds what hop A-D has left: 200 of 1000") as err:
         ctl.open_session("SA", "SC", 0.0, key_rate_bps=800)
-    assert err.value.status == 503
+    assert status_of(err.value, CONTROL_STATUS) == 503
     assert all("B" not in s.route[1:-1] for s in ctl.sessions.values())
     ctl.drain("B", False, 1.0)
     assert ctl.open_session("SA", "SC", 1.0, key_rate_bps=800).route == ["A", "B", "C"]
@@ -234,7 +236,7 @@ def test_admission_uses_planned_rates_until_the_links_are_measured() -> None:
             for node in (a, b):
                 ctl.report(node, [LinkReport(lid, 500, 200.0 if node != "B" else 180.0, 0.02)], float(t))
     assert ctl.admission_rate_bps("ab", 68.0) == (180.0, "measured")
-    with pytest.raises(ControlError, match=r"exceeds what hop A-B has left: 180 of 180 bit/s \(measured rate\)"):
+    with pytest.raises(QNetError, match=r"exceeds what hop A-B has left: 180 of 180 bit/s \(measured rate\)"):
         ctl.open_session("SA", "SB", 68.0, key_rate_bps=300)
     ok = ctl.open_session("SA", "SB", 68.0, key_rate_bps=170)
     assert ok.admitted_against == "measured" and ok.as_dict()["admitted_against"] == "measured"
@@ -278,9 +280,9 @@ def test_feed_lag_and_mode_are_merged_exported_and_optional() -> None:
     assert 'qnet_link_lag_seconds{link="ab"} 7.25' in text and 'qnet_link_lag_seconds{link="bc"}' not in text
     for bad, why in (({"lag_s": -1}, "lag_s must be a finite number"), ({"lag_s": "late"}, "malformed"),
                      ({"feed_mode": "quantum"}, "feed_mode must be one of photon, sampled")):
-        with pytest.raises(ControlError, match=why) as err:
+        with pytest.raises(QNetError, match=why) as err:
             LinkReport.from_dict({"link_id": "ab", "stored_units": 5, "key_rate_bps": 1.0, **bad})
-        assert err.value.status == 400
+        assert status_of(err.value, CONTROL_STATUS) == 400
 
 
 def test_a_cut_parallel_link_adds_no_capacity() -> None:
@@ -289,7 +291,7 @@ def test_a_cut_parallel_link_adds_no_capacity() -> None:
     topo = Topology(("A", "B"), (("A", "B", "one"), ("A", "B", "two")))
     ctl = Controller(topo, saes={"SA": "A", "SB": "B"}, capacity_bps={"one": 1000.0, "two": 1000.0})
     ctl.cut("two", 0.0)
-    with pytest.raises(ControlError, match=r"has left: 1000 of 1000 bit/s \(planned rate\)"):
+    with pytest.raises(QNetError, match=r"has left: 1000 of 1000 bit/s \(planned rate\)"):
         ctl.open_session("SA", "SB", 0.0, key_rate_bps=1200)
     ctl.restore("two", 1.0)
     assert ctl.open_session("SA", "SB", 1.0, key_rate_bps=1200).route == ["A", "B"]

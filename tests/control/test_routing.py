@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, Topology, key_level_cost
+from qnet.control.routing import LinkState, RoutePolicy, Router, Topology, key_level_cost
+from qnet.errors import NoRouteError
 
 RING = Topology(tuple(f"R{i}" for i in range(6)), tuple((f"R{i}", f"R{(i + 1) % 6}", f"L{i}") for i in range(6)))
 

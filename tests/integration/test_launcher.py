@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from qnet.errors import QNetError
+from qnet.errors import PortInUseError, QNetError
 from qnet.scenarios import launcher
 from qnet.scenarios.launcher import (
     STATE_FILE,
@@ -30,7 +30,6 @@ from qnet.scenarios.launcher import (
     stop_on_signals,
     stop_recorded,
 )
-from qnet.servers.kme import PortInUseError
 from tests.integration.conftest import scaled
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

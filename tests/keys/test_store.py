@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from qnet.keys.store import KeyStore, NotEnoughKey, StoreError, owner_of
+from qnet.keys.store import InsufficientKeyError, KeyStore, StoreError, owner_of
 
 ENDS = ("A", "B")
 PG_URL = os.environ.get("QNET_TEST_POSTGRES_URL")
@@ -103,7 +103,7 @@ def test_sync_confirms_what_both_hold_and_discards_the_rest(pair: tuple[KeyStore
     dropped = a.apply_answer("L", offer, answer["held"], 30.0, 100.0)
     assert dropped == [lost]
     assert a.stock("L") == len(mine) - 1
-    with pytest.raises(NotEnoughKey):
+    with pytest.raises(InsufficientKeyError):
         take(a, len(mine))
 
 
@@ -163,7 +163,7 @@ def test_a_failed_request_changes_nothing(pair: tuple[KeyStore, KeyStore]) -> No
     a, b = pair
     synced(a, b, 60)
     before = a.stock("L")
-    with pytest.raises(NotEnoughKey):
+    with pytest.raises(InsufficientKeyError):
         take(a, before + 1)
     assert a.stock("L") == before and a.outbox() == []
     keys = take(a, 2)
@@ -196,7 +196,7 @@ def test_concurrent_masters_never_share_a_key(pair: tuple[KeyStore, KeyStore]) -
         while True:
             try:
                 keys = take(a, 3)
-            except NotEnoughKey:
+            except InsufficientKeyError:
                 return
             with lock:
                 got.extend(k.key_ID for k in keys)

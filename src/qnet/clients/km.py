@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from qnet.errors import UnavailableError
+
 __all__ = ["KEEPALIVE_S", "AsyncKMClient", "KMClient", "PeerError", "tls_client_context"]
 
 KEEPALIVE_S = 25.0
@@ -19,12 +21,13 @@ client never reuses a connection the server is closing; httpx's default keeps on
 _LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_S)
 
 
-class PeerError(Exception):
-    """The peer could not be reached, or refused the message (``status``, ``body``)."""
+class PeerError(UnavailableError):
+    """The peer could not be reached (``peer_status`` None), or refused the message: what it
+    answered (``peer_status``, ``body``)."""
 
-    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+    def __init__(self, message: str, peer_status: int | None = None, body: Any = None) -> None:
         super().__init__(message)
-        self.status, self.body = status, body
+        self.peer_status, self.body = peer_status, body
 
 
 def tls_client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
@@ -62,10 +65,13 @@ class KMClient:
 class AsyncKMClient:
     """The same, for an asyncio event loop (the KME sends ``assign`` messages from its loop)."""
 
-    def __init__(self, base_url: str, context: ssl.SSLContext, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, context: ssl.SSLContext | None, *, timeout_s: float = 5.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """``transport``: httpx's seam, e.g. ``httpx.ASGITransport`` to reach a peer's app in-process."""
         self.url = base_url.rstrip("/") + "/km/v1/messages"
         self._ping = base_url.rstrip("/") + "/km/v1/ping"
-        self._http = httpx.AsyncClient(verify=context, timeout=timeout_s, limits=_LIMITS)
+        self._http = httpx.AsyncClient(verify=context or True, timeout=timeout_s, limits=_LIMITS,
+                                       transport=transport)
 
     async def send(self, envelope: bytes) -> dict[str, Any]:
         """Deliver one envelope; returns the peer's reply body.

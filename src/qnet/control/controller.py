@@ -36,17 +36,23 @@ from qnet.control.routing import (
     Cost,
     FeedModeName,
     LinkState,
-    NoRouteError,
     RoutePolicy,
     Router,
     Topology,
     hop_cost,
     usable_link,
 )
-from qnet.errors import QNetError
+from qnet.errors import (
+    CapacityError,
+    ConflictError,
+    InvalidRequestError,
+    NoRouteError,
+    NotFoundError,
+    UnauthorizedError,
+)
 from qnet.keys.events import KMEEvent
 
-__all__ = ["FEED_MODES", "ControlError", "Controller", "LinkReport", "RateBasis", "Session",
+__all__ = ["FEED_MODES", "Controller", "LinkReport", "RateBasis", "Session",
            "state_from_dict"]
 
 FEED_MODES: tuple[FeedModeName, ...] = ("photon", "sampled")
@@ -62,14 +68,6 @@ class RateBasis(StrEnum):
     """The planned rates (``capacity_bps``): no measurement yet."""
     MIXED = "measured and planned"
     """Measured on some links of the route, planned on the others."""
-
-
-class ControlError(QNetError):
-    """A control request that cannot be met; ``status`` is the HTTP status a server answers with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class LinkReport:
         """From a JSON report (``qber``, ``up``, ``lag_s`` and ``feed_mode`` may be missing or null).
 
         Raises:
-            ControlError: 400 naming the bad field.
+            InvalidRequestError: naming the bad field.
         """
         try:
             qber, lag, mode = raw.get("qber"), raw.get("lag_s"), raw.get("feed_mode")
@@ -99,11 +97,11 @@ class LinkReport:
                          None if qber is None else float(qber), bool(raw.get("up", True)),
                          None if lag is None else float(lag), _feed_mode(mode))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ControlError(400, f"malformed link report: {exc!r}") from None
+            raise InvalidRequestError(f"malformed link report: {exc!r}") from None
         if report.stored_units < 0 or not report.key_rate_bps >= 0 or not 0 <= (report.qber or 0) <= 1:
-            raise ControlError(400, f"link report out of range for {report.link_id}")
+            raise InvalidRequestError(f"link report out of range for {report.link_id}")
         if report.lag_s is not None and not 0 <= report.lag_s < math.inf:
-            raise ControlError(400, f"link report for {report.link_id}: lag_s must be a finite number >= 0, "
+            raise InvalidRequestError(f"link report for {report.link_id}: lag_s must be a finite number >= 0, "
                                     f"got {report.lag_s!r}")
         return report
 
@@ -210,19 +208,19 @@ class Controller:
         network's link states and the control period.
 
         Raises:
-            ControlError: 400 for an unknown node, a link that is not the node's or an unknown event kind.
+            InvalidRequestError: for an unknown node, a link that is not the node's or an unknown event kind.
         """
         if node not in self.topology.nodes:
-            raise ControlError(400, f"unknown node {node!r}")
+            raise InvalidRequestError(f"unknown node {node!r}")
         reports = list(reports)
         for rep in reports:
             link = self.links.get(rep.link_id)
             if link is None or node not in link.ends:
-                raise ControlError(400, f"link {rep.link_id!r} is not a link of node {node!r}")
+                raise InvalidRequestError(f"link {rep.link_id!r} is not a link of node {node!r}")
         events = list(events)
         unknown = sorted({str(kind) for _, kind, _ in events if kind not in _KME_EVENTS})
         if unknown:
-            raise ControlError(400, f"unknown event kind(s) {', '.join(map(repr, unknown))}; a key manager "
+            raise InvalidRequestError(f"unknown event kind(s) {', '.join(map(repr, unknown))}; a key manager "
                                     f"reports one of {', '.join(sorted(_KME_EVENTS))}")
         for rep in reports:
             link = self.links[rep.link_id]
@@ -340,7 +338,7 @@ class Controller:
         """Take a link out of service; sessions over it are re-routed at once.
 
         Raises:
-            ControlError: 404 for an unknown link.
+            NotFoundError: for an unknown link.
         """
         link = self._link(link_id)
         self._version += 1
@@ -353,7 +351,7 @@ class Controller:
         """Put a cut link back in service.
 
         Raises:
-            ControlError: 404 for an unknown link.
+            NotFoundError: for an unknown link.
         """
         link = self._link(link_id)
         self._version += 1
@@ -366,7 +364,7 @@ class Controller:
         gave: its QBER alarm trips and traffic moves away).
 
         Raises:
-            ControlError: 404 for an unknown link.
+            NotFoundError: for an unknown link.
         """
         link = self._link(link_id)
         if link.eavesdropper != on:
@@ -379,10 +377,10 @@ class Controller:
         """Drain a node (no relay passes through it; its own SAEs still get keys) or undrain it.
 
         Raises:
-            ControlError: 404 for an unknown node.
+            NotFoundError: for an unknown node.
         """
         if node not in self.topology.nodes:
-            raise ControlError(404, f"no node {node!r} in this network")
+            raise NotFoundError(f"no node {node!r} in this network")
         if (node in self.drained) != on:
             (self.drained.add if on else self.drained.discard)(node)
             self._version += 1
@@ -393,7 +391,7 @@ class Controller:
     def _link(self, link_id: str) -> _Link:
         link = self.links.get(link_id)
         if link is None:
-            raise ControlError(404, f"no link {link_id!r} in this network")
+            raise NotFoundError(f"no link {link_id!r} in this network")
         return link
 
     # -- routes and sessions ---------------------------------------------------------------------------
@@ -416,20 +414,22 @@ class Controller:
         the figures and which rates they are.
 
         Raises:
-            ControlError: 401 for an unknown SAE or an access-control refusal; 409 for a duplicate
-                Key_stream_ID; 503 if no route satisfies the policy or the demand exceeds what its
-                route has left (the message names the link, the figures and their basis).
+            UnauthorizedError: for an unknown SAE or an access-control refusal.
+            ConflictError: for a Key_stream_ID open already.
+            NoRouteError: if no route satisfies the policy.
+            CapacityError: if the demand exceeds what its route has left (the message names the
+                link, the figures and their basis).
         """
         ksid = key_stream_id or str(uuid.uuid4())
         if ksid in self.sessions:
-            raise ControlError(409, f"Key_stream_ID {ksid} is already open")
+            raise ConflictError(f"Key_stream_ID {ksid} is already open")
         nodes = self._session_nodes(source, destination)
         if not key_rate_bps >= 0:
-            raise ControlError(400, "QoS key_rate_bps must be a number >= 0")
+            raise InvalidRequestError("QoS key_rate_bps must be a number >= 0")
         try:
             route = self.route(*nodes, now_s)
         except NoRouteError as exc:
-            raise ControlError(503, f"no route from {nodes[0]} to {nodes[1]}: {exc}") from None
+            raise NoRouteError(nodes[0], nodes[1], exc.reason) from None
         session, victims = self._admit_on_some_route(
             Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s), now_s)
         for victim in victims:
@@ -446,7 +446,7 @@ class Controller:
         """CLOSE: end a key stream.
 
         Raises:
-            ControlError: 404 if no such session is open.
+            NotFoundError: if no such session is open.
         """
         session = self.session(key_stream_id)
         del self.sessions[key_stream_id]
@@ -458,11 +458,11 @@ class Controller:
         """An open session.
 
         Raises:
-            ControlError: 404 if none has this Key_stream_ID.
+            NotFoundError: if none has this Key_stream_ID.
         """
         session = self.sessions.get(key_stream_id)
         if session is None:
-            raise ControlError(404, f"no open session with Key_stream_ID {key_stream_id}")
+            raise NotFoundError(f"no open session with Key_stream_ID {key_stream_id}")
         return session
 
     def admission_rate_bps(self, link_id: str, now_s: float) -> tuple[float, RateBasis]:
@@ -472,7 +472,7 @@ class Controller:
         (``capacity_bps``; unlimited if none was planned).
 
         Raises:
-            ControlError: 404 for an unknown link.
+            NotFoundError: for an unknown link.
         """
         link = self._link(link_id)
         fresh = [(node, rep) for node, (rep, at) in link.reports.items() if now_s - at <= self.silence_s]
@@ -528,31 +528,31 @@ class Controller:
         for sae in (source, destination):
             node = self.saes.get(sae)
             if node is None:
-                raise ControlError(401, f"unknown SAE {sae!r}: not attached to any node of this network")
+                raise UnauthorizedError(f"unknown SAE {sae!r}: not attached to any node of this network")
             nodes.append(node)
         if nodes[0] == nodes[1]:
-            raise ControlError(400, f"{source} and {destination} are at the same node {nodes[0]}: no QKD needed")
+            raise InvalidRequestError(f"{source} and {destination} are at the same node {nodes[0]}: no QKD needed")
         for a, b in ((source, destination), (destination, source)):
             if a in self.access and b not in self.access[a]:
-                raise ControlError(401, f"access control: {source} and {destination} may not share keys")
+                raise UnauthorizedError(f"access control: {source} and {destination} may not share keys")
         return nodes[0], nodes[1]
 
     def _admit_on_some_route(self, session: Session, now_s: float) -> tuple[Session, list[Session]]:
         """Admit on the best route, else on the next cheapest ones that fit (up to 4 in all).
 
         Raises:
-            ControlError: the best route's refusal, if none fits.
+            CapacityError: the best route's refusal, if none fits.
         """
         try:
             return self._admit(session, now_s)
-        except ControlError as first:
+        except CapacityError as first:
             routes = self.router.alternatives(*session.nodes, self.states(now_s), limit=4, avoid_nodes=self.drained)
             for route in routes:
                 if route == session.route:
                     continue
                 try:
                     return self._admit(replace(session, route=route), now_s)
-                except ControlError:
+                except CapacityError:
                     continue
             raise first from None
 
@@ -561,7 +561,7 @@ class Controller:
         so that it fits on its route.
 
         Raises:
-            ControlError: 503 if it does not fit even so.
+            CapacityError: if it does not fit even so.
         """
         victims: list[Session] = []
         bases: set[RateBasis] = set()
@@ -572,9 +572,10 @@ class Controller:
                       if (_crosses(s.route, a, b) or _crosses(s.route, b, a)) and s not in victims]
             kept = sum(s.key_rate_bps for s in others if s.priority >= new.priority)
             if kept + new.key_rate_bps > capacity:
-                raise ControlError(503, f"demand of {new.key_rate_bps:.6g} bit/s exceeds what hop {a}-{b} has left: "
-                                        f"{max(capacity - kept, 0.0):.6g} of {capacity:.6g} bit/s "
-                                        f"({basis} rate)")
+                left = max(capacity - kept, 0.0)
+                raise CapacityError((a, b), new.key_rate_bps, left,
+                                    f"demand of {new.key_rate_bps:.6g} bit/s exceeds what hop {a}-{b} has left: "
+                                    f"{left:.6g} of {capacity:.6g} bit/s ({basis} rate)")
             used = sum(s.key_rate_bps for s in others)
             for s in sorted((s for s in others if s.priority < new.priority), key=lambda s: s.priority):
                 if used + new.key_rate_bps <= capacity:

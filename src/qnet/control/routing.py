@@ -25,17 +25,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from qnet.errors import QNetError
+from qnet.errors import NoRouteError
 
 if TYPE_CHECKING:
     import networkx as nx
 
 __all__ = ["Cost", "FeedModeName", "LinkState", "NoRouteError", "RoutePolicy", "Router", "Topology", "hop_cost",
            "key_level_cost", "usable_link"]
-
-
-class NoRouteError(QNetError):
-    """No route satisfies the policy; the message says which rule or failure rules it out."""
 
 
 @dataclass(frozen=True)
@@ -154,9 +150,9 @@ class Router:
             except (nx.NetworkXNoPath, nx.NodeNotFound):
                 continue
             return self._within_hops(path)
-        raise NoRouteError(f"no usable route from {src} to {dst}: every path crosses a link that is down, "
-                           "below the policy's minimum key rate or hidden by the route cost, or a node that "
-                           "is excluded, drained or failing")
+        raise NoRouteError(src, dst, "no usable route: every path crosses a link that is down, below the "
+                           "policy's minimum key rate or hidden by the route cost, or a node that is excluded, "
+                           "drained or failing")
 
     def usable(self, route: Sequence[str], states: Mapping[str, LinkState], *, avoid_nodes: Collection[str] = (),
                alarmed_ok: bool = False) -> bool:
@@ -189,9 +185,9 @@ class Router:
     def _check_ends(self, src: str, dst: str) -> None:
         for node in (src, dst):
             if node not in self.topology.nodes:
-                raise NoRouteError(f"unknown node {node!r}")
+                raise NoRouteError(src, dst, f"unknown node {node!r}")
             if node in self.policy.excluded_nodes:
-                raise NoRouteError(f"node {node!r} is excluded by policy")
+                raise NoRouteError(src, dst, f"node {node!r} is excluded by policy")
 
     def _k_shortest(self, graph: nx.Graph, src: str, dst: str, limit: int) -> list[list[str]]:
         import networkx as nx  # noqa: PLC0415 - deferred, as in route()
@@ -211,7 +207,7 @@ class Router:
     def _within_hops(self, path: Sequence[str]) -> list[str]:
         hops = len(path) - 1
         if self.policy.max_hops is not None and hops > self.policy.max_hops:
-            raise NoRouteError(f"the shortest usable route {' -> '.join(path)} has {hops} hops; "
+            raise NoRouteError(path[0], path[-1], f"the shortest usable route {' -> '.join(path)} has {hops} hops; "
                                f"the policy allows at most {self.policy.max_hops}")
         return list(path)
 

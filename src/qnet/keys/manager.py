@@ -164,7 +164,7 @@ class KeyManager:
         sent at once (``notify_peer``); the slave's request waits for it if it gets there first.
 
         Raises:
-            NotEnoughKey: if the pool is short.
+            InsufficientKeyError: if the pool is short.
             StoreError: if the peer KME is unreachable (nothing is taken).
         """
         peer = self._remote[slaves[0]]
@@ -266,7 +266,7 @@ class KeyManager:
         the last node.
 
         Raises:
-            NotEnoughKey: if the first hop's pool is short for all of them; nothing is taken.
+            InsufficientKeyError: if the first hop's pool is short for all of them; nothing is taken.
             StoreError: if every link to the next node is out of service.
         """
         return relay.start(self.store, self.best_link(route[1]).link_id, route=route, requests=requests,

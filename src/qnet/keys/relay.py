@@ -45,8 +45,8 @@ from qnet.keys.store import (
     NEW,
     SPENT,
     DeliveredKey,
+    InsufficientKeyError,
     KeyStore,
-    NotEnoughKey,
     SpentAs,
     StoreError,
 )
@@ -94,7 +94,7 @@ def start(store: KeyStore, link_id: str, *, route: Sequence[str], requests: Sequ
         The keys of each request, in order, and the message.
 
     Raises:
-        NotEnoughKey: if the first hop's pool is short for all of them together; nothing changes.
+        InsufficientKeyError: if the first hop's pool is short for all of them together; nothing changes.
     """
     with store.transaction() as conn:
         units = iter(_take_own(store, conn, link_id, sum(r.units(unit_bits) for r in requests), now_s))
@@ -127,7 +127,7 @@ def forward(store: KeyStore, conn: Connection, sender: str, body: dict[str, Any]
 
     Raises:
         StoreError: if the message does not fit this node (route, units unknown or already spent).
-        NotEnoughKey: if the outgoing hop's pool is short.
+        InsufficientKeyError: if the outgoing hop's pool is short.
     """
     route, hop = list(body["route"]), int(body["hop"])
     if not 1 <= hop < len(route) or route[hop - 1] != sender or route[hop] != store.kme_id:
@@ -172,8 +172,9 @@ def consumed(store: KeyStore, link_id: str) -> int:
 def _take_own(store: KeyStore, conn: Connection, link_id: str, need: int, now_s: float) -> list[tuple[str, bytes]]:
     units = store.servable(conn, link_id, need, now_s)
     if len(units) < need:
-        raise NotEnoughKey(f"not enough key on link {link_id} to relay: {need} units needed, {len(units)} available",
-                           [{"link_id": link_id, "available_units": str(len(units)), "needed_units": str(need)}])
+        counts = {"link_id": link_id, "available_units": str(len(units)), "needed_units": str(need)}
+        raise InsufficientKeyError(f"not enough key on link {link_id} to relay: {need} units needed, {len(units)} "
+                                   "available", need, len(units), [counts])
     return units
 
 

@@ -27,7 +27,7 @@ import itertools
 import json
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -35,10 +35,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from qnet.errors import QNetError
+from qnet.errors import InvalidRequestError, UnavailableError
 
-__all__ = ["NOT_FOR_SAE", "NOT_YET_ASSIGNED", "DeliveredKey", "KeyStore", "NotEnoughKey", "SpentAs", "StoreError",
-           "owner_of"]
+__all__ = [
+    "NOT_FOR_SAE",
+    "NOT_YET_ASSIGNED",
+    "DeliveredKey",
+    "InsufficientKeyError",
+    "KeyStore",
+    "SpentAs",
+    "StoreError",
+    "owner_of",
+]
 
 NEW, AVAILABLE, ASSIGNED, SPENT = "new", "available", "assigned", "spent"
 
@@ -128,16 +136,23 @@ def _insert_units(conn: Connection) -> str:
     return f"INSERT INTO keys ({_UNIT_COLUMNS}) VALUES ({', '.join([_mark(conn)] * 8)})"
 
 
-class StoreError(QNetError):
+class StoreError(InvalidRequestError):
     """A request the store refuses; nothing was changed. ``details`` says which key and why."""
 
-    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.message, self.details = message, details or []
 
+class InsufficientKeyError(UnavailableError, StoreError):
+    """Fewer units are servable than a request needs (ETSI 014: 503), named in the context.
 
-class NotEnoughKey(StoreError):  # noqa: N818 - the standard's words: "not enough key"
-    """Fewer keys are available than a request needs (ETSI 014: 503)."""
+    Attributes:
+        needed_units: the units the request needs.
+        available_units: the units there are.
+    """
+
+    def __init__(self, message: str, needed_units: int, available_units: int,
+                 details: Sequence[Mapping[str, Any]] = ()) -> None:
+        counts = {"available_units": str(available_units), "needed_units": str(needed_units)}
+        super().__init__(message, details or [counts])
+        self.needed_units, self.available_units = needed_units, available_units
 
 
 def owner_of(key_id: str, ends: tuple[str, str]) -> str:
@@ -385,16 +400,15 @@ class KeyStore:
         queued in the outbox in the same commit, so the peer learns of every key this end handed out.
 
         Raises:
-            NotEnoughKey: if fewer units are available; nothing changes.
+            InsufficientKeyError: if fewer units are available; nothing changes.
         """
         per_key = math.ceil(size_bits / unit_bits)
         need = number * per_key
         with self.transaction() as conn:
             rows = self.servable(conn, link_id, need, now_s)
             if len(rows) < need:
-                raise NotEnoughKey(f"not enough key: {number} key(s) of {size_bits} bits need {need} units of "
-                                   f"{unit_bits} bits, {len(rows)} available",
-                                   [{"available_units": str(len(rows)), "needed_units": str(need)}])
+                raise InsufficientKeyError(f"not enough key: {number} key(s) of {size_bits} bits need {need} units "
+                                           f"of {unit_bits} bits, {len(rows)} available", need, len(rows))
             keys, groups = [], []
             for i in range(number):
                 part = rows[i * per_key:(i + 1) * per_key]

@@ -71,7 +71,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from qnet.errors import QNetError
+from qnet.errors import UnavailableError
 from qnet.keys.store import SPENT, KeyStore, SpentAs
 from qnet.keys.store import keys_table as keys
 
@@ -89,7 +89,7 @@ FIELDS = frozenset({"seq", "prev", "hash", "kme", "event", "key_ID", "master_SAE
 _TAIL_BYTES = 1 << 16
 
 
-class AuditError(QNetError):
+class AuditError(UnavailableError):
     """An audit log cannot be read or written (missing, not a file, not a chain)."""
 
 

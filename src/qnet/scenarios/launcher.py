@@ -404,7 +404,8 @@ def check_ports(ports: Mapping[str, tuple[str, int]], *, hint: str = "") -> None
     Raises:
         PortInUseError: naming every port found in use (and ``hint``).
     """
-    from qnet.servers.kme import PortInUseError, listen_socket  # noqa: PLC0415 (FastAPI: not for qnet down)
+    from qnet.errors import PortInUseError  # noqa: PLC0415
+    from qnet.servers.kme import listen_socket  # noqa: PLC0415 (FastAPI: not for qnet down)
 
     busy: list[tuple[str, int, str]] = []
     for what, (host, port) in ports.items():

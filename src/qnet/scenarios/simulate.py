@@ -48,9 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from qnet.control.controller import ControlError, Controller, LinkReport, Session
+from qnet.control.controller import Controller, LinkReport, Session
 from qnet.control.events import ControlEvent
-from qnet.control.routing import NoRouteError, RoutePolicy, Topology
+from qnet.control.routing import RoutePolicy, Topology
+from qnet.errors import NoRouteError, QNetError, UnavailableError
 from qnet.keys.manager import CEDE_MAX_UNITS, CEDE_MIN_UNITS
 from qnet.quantum.link import CASCADE_EFFICIENCY, expected_block, feed_block_pulses
 from qnet.scenarios.deploy import feed_geometry, feed_params
@@ -505,9 +506,9 @@ class _Run:
                     d.session = self.ctl.open_session(*d.saes, now_s, key_rate_bps=d.rate_bps, priority=d.priority,
                                                       key_stream_id=d.name)
                     d.refused, d.best_effort = None, None
-                except ControlError as exc:
+                except QNetError as exc:  # refused: not now (no route, no capacity), or never (access control)
                     d.refused = exc.message
-                    d.best_effort = self._best_effort_route(d, now_s) if exc.status == 503 else None
+                    d.best_effort = self._best_effort_route(d, now_s) if isinstance(exc, UnavailableError) else None
 
     def _best_effort_route(self, d: _Demand, now_s: float) -> list[str] | None:
         try:

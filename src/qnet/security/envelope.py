@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa
 
-from qnet.errors import QNetError
+from qnet.errors import UnauthorizedError
 
 __all__ = ["EnvelopeError", "Opened", "open_envelope", "seal"]
 
@@ -28,7 +28,7 @@ WINDOW_S = 300.0
 """How far a message's time may be from the receiver's clock (s); nonces are kept this long."""
 
 
-class EnvelopeError(QNetError):
+class EnvelopeError(UnauthorizedError):
     """A KM-to-KM message that must be refused; ``reason`` says why (for the alarm)."""
 
     def __init__(self, reason: str) -> None:

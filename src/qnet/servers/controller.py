@@ -42,12 +42,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qnet.control.controller import ControlError, Controller, LinkReport
-from qnet.control.routing import NoRouteError, RoutePolicy, Topology
+from qnet.control.controller import Controller, LinkReport
+from qnet.control.routing import RoutePolicy, Topology
+from qnet.errors import ForbiddenError, NoRouteError, UnauthorizedError, UnavailableError
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.metrics import ControllerMetrics
 from qnet.servers.config import ControllerConfig
 from qnet.servers.dashboard import create_dashboard
+from qnet.servers.errors import CONTROL_STATUS, install_error_handler
 from qnet.servers.fcaps import add_management_routes, stream_closing, wire
 from qnet.servers.kme import PeerCertProtocol, add_metrics, route_name, tls13
 
@@ -114,14 +116,12 @@ def _fail(status: int, message: str) -> JSONResponse:
 def _caller(request: Request) -> str:
     cn = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
     if not cn:
-        raise ControlError(401, "no client certificate")
+        raise UnauthorizedError("no client certificate")
     return str(cn)
 
 
 def _install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ControlError)
-    async def control(_: Request, exc: ControlError) -> JSONResponse:
-        return _fail(exc.status, exc.message)
+    install_error_handler(app, CONTROL_STATUS)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -154,19 +154,19 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
     def operator(request: Request) -> str:
         who = _caller(request)
         if who not in operators:
-            raise ControlError(403, f"{who!r} is not an operator of this network")
+            raise ForbiddenError(f"{who!r} is not an operator of this network")
         return who
 
     def source_or_operator(request: Request, source: str) -> None:
         who = _caller(request)
         if who != source and who not in operators:
-            raise ControlError(403, f"{who!r} may open and close only its own sessions (source {source!r})")
+            raise ForbiddenError(f"{who!r} may open and close only its own sessions (source {source!r})")
 
     @app.post(f"{API}/reports")
     async def reports(body: ReportIn, request: Request) -> JSONResponse:
         node = _caller(request)
         if node not in nodes:
-            raise ControlError(403, f"{node!r} is not a KME of this network")
+            raise ForbiddenError(f"{node!r} is not a KME of this network")
         now = clock()
         answer = ctl.report(node, [LinkReport.from_dict(r) for r in body.links], now,
                             [(e.time_s, e.kind, e.detail) for e in body.events])
@@ -184,7 +184,7 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         route, an alarm), or after ``wait_s``: a KME waits here between reports, so that it hears
         of a change at once rather than at its next report."""
         if _caller(request) not in nodes:
-            raise ControlError(403, "only the network's KMEs wait on its changes")
+            raise ForbiddenError("only the network's KMEs wait on its changes")
         await changed.after(after, wait_s)
         return JSONResponse({"revision": ctl.revision})
 
@@ -205,7 +205,7 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         try:
             return JSONResponse({"src": src, "dst": dst, "route": ctl.route(src, dst, clock())})
         except NoRouteError as exc:
-            raise ControlError(503, str(exc)) from None
+            raise UnavailableError(str(exc)) from None
 
     @app.get(f"{API}/events")
     async def events(request: Request, since: float = Query(0.0)) -> JSONResponse:

@@ -38,8 +38,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from qnet.control.controller import ControlError, Controller
+from qnet.control.controller import Controller
+from qnet.errors import NotFoundError, UnauthorizedError
 from qnet.management.alarms import AlarmStore, EventBroker
+from qnet.servers.errors import CONTROL_STATUS, install_error_handler
 from qnet.servers.fcaps import add_operator_actions, sse_stream, stream_closing
 
 __all__ = ["COOKIE", "HISTORY_SAMPLES", "create_dashboard"]
@@ -75,9 +77,7 @@ def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *,
     app = FastAPI(title="qnet dashboard", lifespan=history.lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, dependencies=[Depends(_token_check(token))])
 
-    @app.exception_handler(ControlError)
-    async def control(_: Request, exc: ControlError) -> JSONResponse:
-        return JSONResponse({"message": exc.message}, status_code=exc.status)
+    install_error_handler(app, CONTROL_STATUS)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
@@ -107,7 +107,7 @@ def _token_check(token: str) -> Callable[[Request], None]:
         given = (request.query_params.get("token") or request.headers.get(HEADER)
                  or request.cookies.get(COOKIE) or "")
         if not secrets.compare_digest(given.encode(), token.encode()):
-            raise ControlError(401, "authentication failed: open the URL with ?token= that qnet up printed")
+            raise UnauthorizedError("authentication failed: open the URL with ?token= that qnet up printed")
     return check
 
 
@@ -171,10 +171,10 @@ class _History:
         """(time s, key rate bit/s, QBER) samples of a link, oldest first.
 
         Raises:
-            ControlError: 404 for an unknown link.
+            NotFoundError: for an unknown link.
         """
         if link_id not in self.samples:
-            raise ControlError(404, f"no link {link_id!r} in this network")
+            raise NotFoundError(f"no link {link_id!r} in this network")
         return list(self.samples[link_id])
 
     @contextlib.asynccontextmanager

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from qnet.control.controller import ControlError, Controller, Session
+from qnet.control.controller import Controller, Session
 from qnet.control.events import ControlEvent
 from qnet.control.routing import LinkState
+from qnet.errors import NotFoundError
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.inventory import network_inventory, qkd_node
 
@@ -70,7 +71,7 @@ def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, brok
         operator(request)
         alarm = store.clear(alarm_id, clock())
         if alarm is None:
-            raise ControlError(404, f"no alarm {alarm_id}")
+            raise NotFoundError(f"no alarm {alarm_id}")
         broker.publish({"type": "alarm-cleared", "alarm": alarm.as_dict()})
         return JSONResponse(alarm.as_dict())
 
@@ -89,7 +90,7 @@ def add_management_routes(app: FastAPI, ctl: Controller, store: AlarmStore, brok
     async def node(request: Request, node: str = Query(...)) -> JSONResponse:
         caller(request)
         if node not in ctl.topology.nodes:
-            raise ControlError(404, f"no node {node!r} in this network")
+            raise NotFoundError(f"no node {node!r} in this network")
         return JSONResponse(qkd_node(ctl, node, now_s=clock()))
 
 

@@ -36,15 +36,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qnet.clients.km import PeerError
-from qnet.errors import QNetError
+from qnet.errors import (
+    ForbiddenError,
+    InvalidRequestError,
+    PortInUseError,
+    QNetError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.store import NOT_YET_ASSIGNED, StoreError
 from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetrics
 from qnet.security.envelope import EnvelopeError, open_envelope
 from qnet.security.pki import subject_cn
+from qnet.servers.errors import ETSI014_STATUS, error_body, install_error_handler, status_of
 from qnet.servers.fcaps import add_kme_inventory_route
 from qnet.servers.node import Broadcast, KMENode
-from qnet.service.etsi014 import ETSI014Error, KMELimits, keys_body
+from qnet.service.etsi014 import KMELimits, keys_body
 
 __all__ = ["PeerCertProtocol", "PortInUseError", "RequestMetricsMiddleware", "add_metrics", "create_app",
            "listen_socket", "serve", "tls13", "uvicorn_config"]
@@ -139,20 +147,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse(ETSI014Error(status, message, details or []).body(), status_code=status)
+    return JSONResponse(error_body(message, details), status_code=status)
 
 
 def _caller(request: Request) -> str:
     cn = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
     if not cn:
-        raise ETSI014Error(401, "no client certificate: the caller's SAE_ID comes from its certificate")
+        raise UnauthorizedError("no client certificate: the caller's SAE_ID comes from its certificate")
     return str(cn)
 
 
 def _install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ETSI014Error)
-    async def etsi(_: Request, exc: ETSI014Error) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    install_error_handler(app, ETSI014_STATUS)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -205,7 +211,7 @@ def create_app(node: KMENode) -> FastAPI:
         while True:
             try:
                 return await call(svc.dec_keys, caller, master, key_ids)
-            except ETSI014Error as exc:
+            except QNetError as exc:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0 or not exc.details or any(d.get("reason") != NOT_YET_ASSIGNED for d in exc.details):
                     raise
@@ -251,7 +257,7 @@ def create_app(node: KMENode) -> FastAPI:
     async def km_ping(request: Request) -> JSONResponse:
         peer = _caller(request)
         if peer not in node.manager.links:
-            return _error(403, f"{peer!r} is not a peer KME of {node.kme_id}")
+            raise ForbiddenError(f"{peer!r} is not a peer KME of {node.kme_id}")
         return JSONResponse({"kme": node.kme_id})
 
     @app.post("/km/v1/messages", include_in_schema=False)
@@ -280,22 +286,27 @@ async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics
                            now_s=node.clock(), tls_peer=peer)
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
-        return _error(401, f"KM-to-KM message refused: {exc.reason}")
+        return _answer(EnvelopeError(f"KM-to-KM message refused: {exc.reason}"))
     relayed = opened.body.get("type") == KMMessage.RELAY
     try:
         return JSONResponse(await metrics.relayed("forwarded", node.relay_hop(opened)) if relayed
                             else await run(node.manager.handle, opened))
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
-        return _error(401, f"KM-to-KM message refused: {exc.reason}")
+        return _answer(EnvelopeError(f"KM-to-KM message refused: {exc.reason}"))
     except PeerError as exc:  # a later hop of a relay failed
-        return _error(503, str(exc), [exc.body] if isinstance(exc.body, dict) else [])
+        return _answer(UnavailableError(str(exc), [exc.body] if isinstance(exc.body, dict) else []))
     except StoreError as exc:
-        if not relayed:
+        if not relayed:  # the peer's message does not fit this store: its fault (a sync mismatch)
             node.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
-            return _error(400, exc.message, exc.details)
+            return _answer(InvalidRequestError(exc.message, exc.details))
         node.manager.event(KMEEvent.RELAY_REFUSED, exc.message)  # this hop failed: the sender routes around it
-        return _error(503, exc.message, [*exc.details, {"failed": node.kme_id}])
+        return _answer(UnavailableError(exc.message, [*exc.details, {"failed": node.kme_id}]))
+
+
+def _answer(exc: QNetError) -> JSONResponse:
+    """``exc`` as the KMEs answer it (:data:`~qnet.servers.errors.ETSI014_STATUS`)."""
+    return JSONResponse(error_body(exc.message, exc.details), status_code=status_of(exc, ETSI014_STATUS) or 503)
 
 
 # -- monitoring: GET /metrics (Prometheus text format) and the request middleware -------------------
@@ -396,23 +407,6 @@ def uvicorn_config(node: KMENode, *, log_level: str = "warning") -> uvicorn.Conf
                           ssl_certfile=str(cfg.tls.cert), ssl_keyfile=str(cfg.tls.key), ssl_ca_certs=str(cfg.tls.ca),
                           ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_context_factory=tls13, log_level=log_level,
                           access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=3)
-
-
-class PortInUseError(QNetError):
-    """A server's port is held by another process (another qnet network, or any other program).
-
-    Args:
-        busy: ``(host, port, what)`` of each port found in use; ``what`` names the server, e.g. ``"KME of Alice"``.
-        hint: what to do about it, appended to the message.
-    """
-
-    def __init__(self, busy: list[tuple[str, int, str]], hint: str = "") -> None:
-        self.busy = busy
-        ports = ", ".join(f"{port} ({what})" for _, port, what in busy)
-        hosts = ", ".join(sorted({host for host, _, _ in busy}))
-        verb = "is" if len(busy) == 1 else "are"
-        super().__init__(f"port{'s' * (len(busy) > 1)} {ports} on {hosts} {verb} already in use by another "
-                         f"process{': ' + hint if hint else ''}")
 
 
 def listen_socket(host: str, port: int, what: str, *, hint: str = "") -> socket.socket:

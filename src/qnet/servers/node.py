@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from qnet.clients.km import AsyncKMClient, KMClient, PeerError, tls_client_context
-from qnet.control.routing import LinkState, NoRouteError, RoutePolicy, Router, Topology
+from qnet.control.routing import LinkState, RoutePolicy, Router, Topology
+from qnet.errors import NoRouteError, UnavailableError
 from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.relay import RelayRequest
@@ -48,13 +49,13 @@ from qnet.keys.relay_policy import (
     split,
     units_for,
 )
-from qnet.keys.store import DeliveredKey, KeyStore, NotEnoughKey, StoreError
+from qnet.keys.store import DeliveredKey, InsufficientKeyError, KeyStore, StoreError
 from qnet.management.audit import AuditError, AuditLog, KeySupplyAudit, audit_path
 from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.agent import ControlAgent
 from qnet.servers.config import KMEConfig
-from qnet.service.etsi014 import EncPlan, ETSI014Error, ETSI014Service, KeyManagerLike
+from qnet.service.etsi014 import EncPlan, ETSI014Service, KeyManagerLike
 
 __all__ = ["Broadcast", "KMENode"]
 
@@ -151,7 +152,7 @@ def _audit_or_503() -> Iterator[None]:
         yield
     except AuditError as exc:
         log.error("%s", exc)
-        raise ETSI014Error(503, "the KME cannot write its audit log; no key is handed out without a record") from None
+        raise UnavailableError("the KME cannot write its audit log; no key is handed out without a record") from None
 
 
 def _next_batch(queue: deque[_Waiting], unit_bits: int) -> list[_Waiting]:
@@ -292,7 +293,7 @@ class KMENode:
         The batch succeeds or fails whole, so no master holds a key its slave cannot get.
 
         Raises:
-            ETSI014Error: 503 if no route works (each try's failure is named), or the pool is short.
+            UnavailableError: if no route works (each try's failure is named), or the pool is short.
         """
         waiting = _Waiting(plan, asyncio.get_running_loop().create_future())
         self._relay_queues[plan.target].append(waiting)
@@ -321,14 +322,14 @@ class KMENode:
         whole is split in halves, so requests that fit alone are still served."""
         try:
             results = await self._relay_tries(target, [w.plan for w in batch])
-        except NotEnoughKey as exc:
+        except InsufficientKeyError as exc:
             if len(batch) == 1:
-                batch[0].fail(ETSI014Error(503, exc.message, exc.details))
+                batch[0].fail(UnavailableError(exc.message, exc.details))
                 return
             for part in split(batch):
                 await self._relay_batch(target, part)
             return
-        except Exception as exc:  # ETSI014Error, or a bug: every request of the batch fails alike
+        except Exception as exc:  # a QNetError, or a bug: every request of the batch fails alike
             for waiting in batch:
                 waiting.fail(exc)
             return
@@ -340,8 +341,8 @@ class KMENode:
         """Relay ``plans`` in one message per hop, retried on another route (``RELAY_TRIES``).
 
         Raises:
-            NotEnoughKey: if the first hop's pool is short for them all.
-            ETSI014Error: 503 if no route works (each try's failure is named).
+            InsufficientKeyError: if the first hop's pool is short for them all.
+            UnavailableError: if no route works (each try's failure is named).
         """
         requests = [RelayRequest(p.master, tuple(p.slaves), p.number, p.size) for p in plans]
         failures: list[str] = []
@@ -354,9 +355,9 @@ class KMENode:
             try:
                 keys, hop = self.manager.relay_start(requests, route)
             except StoreError as exc:
-                if isinstance(exc, NotEnoughKey):
+                if isinstance(exc, InsufficientKeyError):
                     raise  # the caller may split the batch
-                raise ETSI014Error(503, exc.message, exc.details) from None
+                raise UnavailableError(exc.message, exc.details) from None
             try:
                 await self.send_async(str(hop.next_node), hop.body)
                 self._audit_relayed(plans, keys, route, str(hop.body["link_id"]))
@@ -366,7 +367,7 @@ class KMENode:
                 failures.append(f"{' -> '.join(route)}: {exc}")
                 self.manager.event(KMEEvent.RELAY_REROUTE,
                                    f"relay to {target} failed at {failed}; trying another route")
-        raise ETSI014Error(503, f"key relay to {target} failed", [{"try": f} for f in failures])
+        raise UnavailableError(f"key relay to {target} failed", [{"try": f} for f in failures])
 
     def _audit_relayed(self, plans: list[EncPlan], keys: list[list[DeliveredKey]], route: list[str],
                        link_id: str) -> None:
@@ -383,7 +384,7 @@ class KMENode:
         """Apply a relay message and pass it on; the reply comes back once the last node stored it.
 
         Raises:
-            PeerError: 503 naming the failed node or link, if a later hop failed.
+            PeerError: naming the failed node or link, if a later hop failed.
         """
         step = self.manager.relay_step(opened)
         if step.next_node is None:
@@ -400,7 +401,7 @@ class KMENode:
     def _relay_failed(self, next_node: str, exc: PeerError) -> str:
         """Note what failed (a node or link further on, else the next node) and hold it down."""
         failed = failed_element(next_node, exc.body)
-        if exc.status is None:
+        if exc.peer_status is None:
             self._reachable(next_node, False, str(exc))
         self.hold_down.hold(failed, self.clock())
         return failed
@@ -426,6 +427,11 @@ class KMENode:
         if client is None:
             client = self._async_clients[peer] = AsyncKMClient(self._peer_urls[peer], self._context)
         return client
+
+    def connect_peer(self, peer: str, client: AsyncKMClient) -> None:
+        """Reach ``peer`` through ``client`` from the event loop (in-process tests hand it an
+        ``httpx.ASGITransport`` to the peer's app)."""
+        self._async_clients[peer] = client
 
     # -- KM-to-KM ----------------------------------------------------------------------------------------
 

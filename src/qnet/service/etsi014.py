@@ -1,7 +1,8 @@
 """ETSI GS QKD 014 v1.1.1 key delivery semantics, without HTTP.
 
-The REST adapter (``qnet.servers.kme``) turns requests into calls here and :class:`ETSI014Error` into
-the standard's error body ``{"message", "details"}``. The status codes are the standard's only:
+The REST adapter (``qnet.servers.kme``) turns requests into calls here, and the errors raised here
+(:mod:`qnet.errors`' tree) into the standard's error body ``{"message", "details"}`` through its one
+table (:data:`qnet.servers.errors.ETSI014_STATUS`). The status codes are the standard's only:
 200, 400 (bad request), 401 (unauthorised: unknown caller, an SAE pair this KME does not serve, or
 a dec_keys for keys not handed out for the caller), 503 (not enough key, or the peer KME is
 unreachable). The standard's "Get key with key IDs" says: "The KME shall reject the request with a
@@ -27,25 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from qnet.control.routing import NoRouteError
-from qnet.keys.store import NOT_FOR_SAE, DeliveredKey, NotEnoughKey, StoreError
+from qnet.errors import InvalidRequestError, NoRouteError, UnauthorizedError, UnavailableError
+from qnet.keys.store import NOT_FOR_SAE, DeliveredKey, InsufficientKeyError, StoreError
 
-__all__ = ["ETSI014Error", "ETSI014Service", "EncPlan", "KMELimits", "KeyManagerLike", "keys_body"]
+__all__ = ["ETSI014Service", "EncPlan", "KMELimits", "KeyManagerLike", "keys_body"]
 
 NOT_FOR_CALLER = NOT_FOR_SAE
 """The store's reason for a key_ID whose keys were given for other slave SAEs (ETSI 014: 401)."""
-
-
-class ETSI014Error(Exception):
-    """An ETSI 014 error response: ``status`` (400, 401 or 503), ``message`` and ``details``."""
-
-    def __init__(self, status: int, message: str, details: Sequence[dict[str, Any]] = ()) -> None:
-        super().__init__(message)
-        self.status, self.message, self.details = status, message, list(details)
-
-    def body(self) -> dict[str, Any]:
-        """The standard's Error data format (sec. 6.3)."""
-        return {"message": self.message, "details": self.details} if self.details else {"message": self.message}
 
 
 @dataclass(frozen=True)
@@ -99,7 +88,7 @@ class EncPlan:
 
 
 def _no_routes(node: str) -> list[str]:
-    raise NoRouteError(f"no route to {node}: this KME has no routing")
+    raise NoRouteError("", node, "this KME has no routing")
 
 
 class ETSI014Service:
@@ -144,7 +133,7 @@ class ETSI014Service:
         self._check_request(number, size, additional_slaves or [], extension_mandatory or [])
         for extra in additional_slaves or []:
             if self.manager.node_of(extra) != target or not self.manager.allowed(caller, extra):
-                raise ETSI014Error(401, "additional slave SAE not attached to the same KME as the slave, or not "
+                raise UnauthorizedError("additional slave SAE not attached to the same KME as the slave, or not "
                                         "allowed to share keys with the master",
                                    [{"additional_slave_SAE_ID": extra, "target_KME_ID": target}])
         slaves = [slave, *(s for s in additional_slaves or [] if s != slave)]
@@ -153,53 +142,53 @@ class ETSI014Service:
     def deliver(self, plan: EncPlan) -> dict[str, Any]:
         """Hand out the keys of a planned request over the link to the target's KME."""
         if plan.relayed:
-            raise ETSI014Error(503, f"keys for {plan.target} must be relayed over {' -> '.join(plan.route)}")
+            raise UnavailableError(f"keys for {plan.target} must be relayed over {' -> '.join(plan.route)}")
         try:
             return keys_body(self.manager.enc_keys(plan.master, plan.slaves, plan.number, plan.size))
-        except NotEnoughKey as exc:
-            raise ETSI014Error(503, exc.message, exc.details) from None
+        except InsufficientKeyError as exc:
+            raise UnavailableError(exc.message, exc.details) from None
         except StoreError as exc:
-            raise ETSI014Error(503, exc.message, exc.details) from None
+            raise UnavailableError(exc.message, exc.details) from None
 
     def dec_keys(self, caller: str, master: str, key_ids: Sequence[Any]) -> dict[str, Any]:
         """Get key with key IDs (sec. 5.3): the caller (a slave) fetches keys its master was given."""
         if not self.manager.local_sae(caller):
-            raise ETSI014Error(401, "unknown SAE: no SAE with this certificate's SAE_ID is attached to this KME",
+            raise UnauthorizedError("unknown SAE: no SAE with this certificate's SAE_ID is attached to this KME",
                                [{"SAE_ID": caller}])
         if self.manager.node_of(master) is None:
-            raise ETSI014Error(401, "unknown master SAE: not attached to any KME of this network",
+            raise UnauthorizedError("unknown master SAE: not attached to any KME of this network",
                                [{"master_SAE_ID": master}])
         if not self.manager.allowed(master, caller):
-            raise ETSI014Error(401, "access control: these SAEs may not share keys",
+            raise UnauthorizedError("access control: these SAEs may not share keys",
                                [{"master_SAE_ID": master, "slave_SAE_ID": caller}])
         if not key_ids:
-            raise ETSI014Error(400, "no key_IDs given")
+            raise InvalidRequestError("no key_IDs given")
         if len(key_ids) > self.limits.max_key_per_request:
-            raise ETSI014Error(400, f"at most {self.limits.max_key_per_request} key_IDs per request",
+            raise InvalidRequestError(f"at most {self.limits.max_key_per_request} key_IDs per request",
                                [{"count": len(key_ids)}])
         bad = [str(k) for k in key_ids if not _is_uuid(k)]
         if bad:
-            raise ETSI014Error(400, "malformed key_ID: not a UUID", [{"key_ID": b} for b in bad[:10]])
+            raise InvalidRequestError("malformed key_ID: not a UUID", [{"key_ID": b} for b in bad[:10]])
         if len(set(key_ids)) != len(key_ids):
-            raise ETSI014Error(400, "the same key_ID is asked for twice")
+            raise InvalidRequestError("the same key_ID is asked for twice")
         try:
             return keys_body(self.manager.dec_keys(caller, master, list(key_ids)))
         except StoreError as exc:
             not_ours = [d for d in exc.details if d.get("reason") == NOT_FOR_CALLER]
             if not_ours:  # "Get key with key IDs": the caller is not a slave the master named for these keys
-                raise ETSI014Error(401, f"key_ID {not_ours[0]['key_ID']}: {NOT_FOR_CALLER}", not_ours) from None
-            raise ETSI014Error(400, exc.message, exc.details) from None
+                raise UnauthorizedError(f"key_ID {not_ours[0]['key_ID']}: {NOT_FOR_CALLER}", not_ours) from None
+            raise InvalidRequestError(exc.message, exc.details) from None
 
     def _pair(self, caller: str, slave: str) -> str:
         if not self.manager.local_sae(caller):
-            raise ETSI014Error(401, "unknown SAE: no SAE with this certificate's SAE_ID is attached to this KME",
+            raise UnauthorizedError("unknown SAE: no SAE with this certificate's SAE_ID is attached to this KME",
                                [{"SAE_ID": caller}])
         target = self.manager.node_of(slave)
         if target is None or target == self.manager.kme_id:
             why = "is attached to this same KME" if target else "is not attached to any KME of this network"
-            raise ETSI014Error(401, f"no key supply to the slave SAE: it {why}", [{"slave_SAE_ID": slave}])
+            raise UnauthorizedError(f"no key supply to the slave SAE: it {why}", [{"slave_SAE_ID": slave}])
         if not self.manager.allowed(caller, slave):
-            raise ETSI014Error(401, "access control: these SAEs may not share keys",
+            raise UnauthorizedError("access control: these SAEs may not share keys",
                                [{"master_SAE_ID": caller, "slave_SAE_ID": slave}])
         return target
 
@@ -209,23 +198,23 @@ class ETSI014Service:
         try:
             return self.route_to(target)
         except NoRouteError as exc:
-            raise ETSI014Error(503, f"no relay route to {target}: {exc}", [{"target_KME_ID": target}]) from None
+            raise UnavailableError(f"no relay route to {target}: {exc}", [{"target_KME_ID": target}]) from None
 
     def _check_request(self, number: int, size: int, additional: Sequence[str],
                        mandatory: Sequence[dict[str, Any]]) -> None:
         lim = self.limits
         if number < 1 or number > lim.max_key_per_request:
-            raise ETSI014Error(400, f"number must be between 1 and max_key_per_request ({lim.max_key_per_request})",
+            raise InvalidRequestError(f"number must be between 1 and max_key_per_request ({lim.max_key_per_request})",
                                [{"number": number}])
         if size % 8 or not lim.min_key_size <= size <= lim.max_key_size:
-            raise ETSI014Error(400, f"size must be a multiple of 8 between {lim.min_key_size} and {lim.max_key_size}",
+            raise InvalidRequestError(f"size must be a multiple of 8 between {lim.min_key_size} and {lim.max_key_size}",
                                [{"size": size}])
         if len(additional) > lim.max_SAE_ID_count:
-            raise ETSI014Error(400, f"at most {lim.max_SAE_ID_count} additional_slave_SAE_IDs",
+            raise InvalidRequestError(f"at most {lim.max_SAE_ID_count} additional_slave_SAE_IDs",
                                [{"count": len(additional)}])
         names = [name for ext in mandatory for name in ext]
         if names:
-            raise ETSI014Error(400, "unsupported mandatory extension", [{"extension": n} for n in names])
+            raise InvalidRequestError("unsupported mandatory extension", [{"extension": n} for n in names])
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qnet.errors import UnauthorizedError
 from qnet.security.its_mac import PAD_BITS, MACKey, authenticate, verify
 
 __all__ = ["AuthKeyPool", "AuthenticationFailed", "Transcript", "authenticate_block"]
 
 
-class AuthenticationFailed(Exception):  # noqa: N818 - the name says what happened
+class AuthenticationFailed(UnauthorizedError):  # noqa: N818 - the name says what happened
     """A transcript's tag did not verify: the block is discarded."""
 
 

@@ -1,0 +1,133 @@
+"""The ETSI GS QKD 014 API of two KMEs in-process: each KME's app behind ``httpx.ASGITransport``,
+the caller's SAE_ID set as the mutual-TLS layer sets it (the client certificate's CN), and the
+KM-to-KM channel between the two apps through the same transport, so an ``assign`` message travels
+from Alice's app to Bob's as it does over TLS. No process, no socket: the semantics and every error
+body of the standard, in milliseconds (tests/integration/test_kme_api.py runs the same over real
+mutual TLS)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from qnet.clients.km import AsyncKMClient
+from qnet.scenarios.deploy import init_deployment
+from qnet.scenarios.validate import load_spec
+from qnet.servers.config import load_config
+from qnet.servers.feeder import feed, make_feeds
+from qnet.servers.kme import create_app
+from qnet.servers.node import KMENode
+
+ROOT = Path(__file__).resolve().parents[2]
+API = "/api/v1/keys"
+
+
+class AsCaller:
+    """``app`` as reached by a client whose certificate names ``cn`` (what the KME's TLS protocol
+    puts in the ASGI scope); ``cn=None``: no client certificate."""
+
+    def __init__(self, app: ASGIApp, cn: str | None) -> None:
+        self.app, self.cn = app, cn
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "extensions": {"tls": {"client_cert_cn": self.cn}}}
+        await self.app(scope, receive, send)
+
+
+class Pair:
+    """Alice's and Bob's KMEs, their lifespans running on one event loop, the link's keys in both stores."""
+
+    def __init__(self, root: Path) -> None:
+        spec = load_spec(ROOT / "examples" / "two-nodes.yaml")
+        ports = {"Alice": 1, "Bob": 2, "controller": 3, "dashboard": 4}  # never bound: nothing listens
+        dep = init_deployment(root, spec, ports=ports, source={"kind": "prng", "max_units": 5000})
+        self.nodes = {n: KMENode(load_config(dep.configs[n])) for n in ("Alice", "Bob")}
+        self.apps = {n: create_app(node) for n, node in self.nodes.items()}
+        alice = self.nodes["Alice"]
+        feeds = make_feeds("Alice", alice.config.links, alice.store, alice.config.unit_bits)
+        assert feed(feeds, rounds=1) > 0  # the device pair writes both stores
+        for me, peer in (("Alice", "Bob"), ("Bob", "Alice")):
+            transport = httpx.ASGITransport(app=AsCaller(self.apps[peer], me))
+            self.nodes[me].connect_peer(peer, AsyncKMClient(f"http://{peer}", None, transport=transport))
+        self.runner = asyncio.Runner()
+        self.lives = [app.router.lifespan_context(app) for app in self.apps.values()]
+        for life in self.lives:
+            self.runner.run(life.__aenter__())
+
+    def call(self, node: str, caller: str | None, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=AsCaller(self.apps[node], caller))
+            async with httpx.AsyncClient(transport=transport, base_url=f"http://{node}") as http:
+                return await http.request(method, path, **kwargs)
+        return self.runner.run(go())
+
+    def close(self) -> None:
+        for life in self.lives:
+            self.runner.run(life.__aexit__(None, None, None))
+        self.runner.close()
+        for node in self.nodes.values():
+            node.store.close()
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    p = Pair(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_status_then_keys_identical_at_both_ends_and_served_once(pair: Pair) -> None:
+    """Get status (sec. 5.1), Get key (5.2) at Alice, Get key with key IDs (5.3) at Bob: the same
+    bytes, after the assign message went Alice -> Bob over the KM channel; asking again is refused."""
+    status = pair.call("Alice", "SAE_A", "GET", f"{API}/SAE_B/status").json()
+    assert status["source_KME_ID"] == "Alice" and status["target_KME_ID"] == "Bob"
+    assert status["stored_key_count"] > 0 and status["key_size"] == 256
+    r = pair.call("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", json={"number": 3, "size": 256})
+    assert r.status_code == 200, r.text
+    keys = r.json()["keys"]
+    assert len(keys) == 3 and len({k["key_ID"] for k in keys}) == 3
+    ids = {"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]}
+    r = pair.call("Bob", "SAE_B", "POST", f"{API}/SAE_A/dec_keys", json=ids)
+    assert r.status_code == 200, r.text
+    assert r.json()["keys"] == keys
+    again = pair.call("Bob", "SAE_B", "POST", f"{API}/SAE_A/dec_keys", json=ids)
+    assert again.status_code == 400 and again.json()["details"]
+
+
+@pytest.mark.parametrize(("node", "caller", "method", "path", "body", "status", "says"), [
+    ("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", {"number": 1, "size": 7}, 400, "multiple of 8"),
+    ("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", {"number": 0}, 400, "number"),
+    ("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", {"number": 1000, "size": 8192}, 503, "not enough key"),
+    ("Alice", "SAE_X", "GET", f"{API}/SAE_B/status", None, 401, "unknown SAE"),
+    ("Alice", None, "GET", f"{API}/SAE_B/status", None, 401, "no client certificate"),
+    ("Alice", "SAE_A", "GET", f"{API}/SAE_Q/status", None, 401, "slave"),
+    ("Bob", "SAE_B", "POST", f"{API}/SAE_A/dec_keys", {"key_IDs": [{"key_ID": "nope"}]}, 400, "key_ID"),
+    ("Alice", "SAE_B", "GET", "/km/v1/ping", None, 403, "not a peer KME"),
+])
+def test_every_refusal_has_the_standards_status_and_error_body(
+        pair: Pair, node: str, caller: str | None, method: str, path: str, body: dict[str, Any] | None,
+        status: int, says: str) -> None:
+    """Each error answers the status ETSI 014 gives it (400, 401, 503; 403 on the KM channel) and
+    the Error data format (sec. 6.3): a ``message`` naming what is wrong."""
+    r = pair.call(node, caller, method, path, json=body) if body is not None else pair.call(node, caller, method, path)
+    assert r.status_code == status, r.text
+    assert says in r.json()["message"]
+
+
+def test_a_key_for_another_slave_is_refused_with_401_and_stays_for_its_slave(pair: Pair) -> None:
+    """The master itself asking Bob for the keys it was given for SAE_B: 401 (sec. 5.3: not an
+    SAE ID supplied to Get key), and SAE_B still gets them."""
+    keys = pair.call("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", json={"number": 1}).json()["keys"]
+    ids = {"key_IDs": [{"key_ID": keys[0]["key_ID"]}]}
+    r = pair.call("Bob", "SAE_A", "POST", f"{API}/SAE_A/dec_keys", json=ids)
+    assert r.status_code == 401
+    assert pair.call("Bob", "SAE_B", "POST", f"{API}/SAE_A/dec_keys", json=ids).json()["keys"] == keys
