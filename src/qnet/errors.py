@@ -85,6 +85,11 @@ class QNetError(Exception):
         self.message = message
         self.details: list[dict[str, Any]] = [dict(d) for d in details]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Errors cross processes whole (multiprocessing, Dask), whatever their constructor takes:
+        rebuilt from their attributes, not by calling it again."""
+        return _rebuild, (type(self), self.args, self.__dict__)
+
 
 class InvalidRequestError(QNetError, ValueError):
     """The input (a request, a file, an argument) is malformed; the message names what is wrong."""
@@ -108,6 +113,13 @@ class ConflictError(QNetError):
 
 class UnavailableError(QNetError):
     """The request cannot be served now (no route, not enough key, a peer down); it may succeed later."""
+
+
+def _rebuild(cls: type[QNetError], args: tuple[Any, ...], state: dict[str, Any]) -> QNetError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 @dataclass(frozen=True)
@@ -205,3 +217,4 @@ class PortInUseError(ConflictError):
         verb = "is" if len(busy) == 1 else "are"
         super().__init__(f"port{'s' * (len(busy) > 1)} {ports} on {hosts} {verb} already in use by another "
                          f"process{': ' + hint if hint else ''}")
+        self.hint = hint

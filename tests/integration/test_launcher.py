@@ -199,3 +199,26 @@ def test_a_dead_host_is_an_error_and_the_launcher_starts_a_new_one(tmp_path: Pat
     assert run.start("again", "--help", forked=True).wait(timeout=scaled(120)) == 0
     assert run._host is not host
     run.stop()
+
+
+def test_a_server_stopped_as_soon_as_it_is_forked_gets_sigterm_not_sigkill(tmp_path: Path) -> None:
+    """The host says a server's pid only once it leads its own session with its own handlers, so a
+    stop sent at once (Ctrl-C while qnet up starts) reaches it: it ends by SIGTERM within the grace
+    period, never by SIGKILL after it. A controller that would otherwise serve stands in."""
+    from qnet.scenarios.deploy import init_deployment
+    from qnet.scenarios.validate import load_spec
+    from tests.helpers import free_ports
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "two-nodes.yaml")
+    ports = dict(zip(["Alice", "Bob", "controller", "dashboard"], free_ports(4), strict=True))
+    dep = init_deployment(tmp_path / "net", spec, ports=ports, source={"kind": "prng"})
+    assert dep.controller_config is not None
+    run = Launcher(log_dir=tmp_path)
+    assert run.start("warm", "--help", forked=True).wait(timeout=scaled(120)) == 0  # the host is up
+    for i in range(3):
+        proc = run.start_controller(dep.controller_config, name=f"ctl-{i}")
+        start = time.monotonic()
+        assert run.stop([f"ctl-{i}"], grace_s=scaled(8)) == []
+        assert time.monotonic() - start < scaled(8)
+        assert proc.poll() != -signal.SIGKILL
+    run.stop()

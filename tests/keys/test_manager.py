@@ -148,3 +148,27 @@ def test_a_large_assign_is_applied_in_pieces_and_still_once(pair: Pair, monkeypa
         pair.b.handle(message)
     monkeypatch.undo()
     assert pair.b.dec_keys("SB", "SA", [k.key_ID for k in keys]) == keys
+
+
+def test_a_relay_node_short_of_key_says_so_with_its_figures(tmp_path: Path) -> None:
+    """B relays A's keys towards C but its pool on B-C is nearly empty: the refusal is the store's
+    own (not enough key, with the link and the units needed and available), not "malformed relay
+    message", so the sender routes around a short pool, not around a suspected attacker."""
+    from qnet.keys import relay
+    from qnet.keys.relay import RelayRequest
+    from qnet.keys.store import InsufficientKeyError
+
+    stores = {n: KeyStore(f"sqlite:///{tmp_path / n}.db", n) for n in "ABC"}
+    for (a, b), seed, count in ((("A", "B"), 1, 400), (("B", "C"), 2, 2)):
+        rng = random.Random(seed)
+        units = [(str(uuid.UUID(int=rng.getrandbits(128), version=4)), rng.randbytes(32)) for _ in range(count)]
+        for store in (stores[a], stores[b]):
+            store.add_units(f"{a}-{b}", (a, b), units, 0.0, confirmed=True)
+    _, hop = relay.start(stores["A"], "A-B", route=["A", "B", "C"],
+                         requests=[RelayRequest("SAE_A", ("SAE_C",), 3, 512)], unit_bits=256, now_s=2.0)
+    b = KeyManager(stores["B"], [LinkInfo("A-B", "A", ("A", "B")), LinkInfo("B-C", "C", ("B", "C"))],
+                   {}, {"SAE_A": "A", "SAE_C": "C"}, unit_bits=256, clock=lambda: 2.0)
+    with pytest.raises(InsufficientKeyError, match="not enough key on link B-C to relay") as err:
+        b.relay_step(Opened("A", "n1", 2.0, hop.body))
+    assert err.value.details == [{"link_id": "B-C", "available_units": "0", "needed_units": "6"}]
+    assert (err.value.needed_units, err.value.available_units) == (6, 0)

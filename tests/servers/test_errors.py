@@ -104,3 +104,22 @@ def test_a_server_answers_an_error_with_its_tables_status_and_body(error: QNetEr
     assert response.status_code == status
     assert response.json() == ({"message": error.message, "details": error.details} if error.details
                                else {"message": error.message})
+
+
+@pytest.mark.parametrize("error", [
+    NoRouteError("A", "D", "node 'B' is excluded by policy"),
+    InsufficientKeyError("not enough key", needed_units=8, available_units=3),
+    errors.CapacityError(("A", "B"), 2000.0, 500.0, "demand exceeds hop A-B"),
+    errors.PortInUseError([("127.0.0.1", 8443, "KME of A")], "try elsewhere"),
+    errors.SpecError("net.yaml", [errors.Problem("links[0]", "bad")]),
+    UnavailableError("peer down", [{"failed": "B"}]),
+], ids=lambda e: type(e).__name__)
+def test_errors_cross_processes_whole(error: QNetError) -> None:
+    """Pickled (multiprocessing, Dask) and copied, an error keeps its class, message, details and
+    context, whatever its constructor takes."""
+    import copy
+    import pickle
+
+    for again in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(again) is type(error) and str(again) == str(error)
+        assert again.__dict__ == error.__dict__

@@ -10,7 +10,8 @@ starts it (``python -m qnet.cli.forkhost REQ REP``, leading its own session, dyi
 launcher), and talks to it over two pipes of JSON lines::
 
     launcher -> host   {"name": NAME, "args": [ARG, ...], "log": PATH | null}
-    host -> launcher   {"name": NAME, "pid": PID}            once the server is forked
+    host -> launcher   {"name": NAME, "pid": PID}            once the server leads its own session
+                       {"name": NAME, "error": TEXT}         if it could not be forked
                        {"pid": PID, "code": STATUS}          when it has exited (negative: a signal)
 
 Each server is forked before the host has any thread (the host never starts one), leads its own
@@ -22,6 +23,7 @@ the launcher's grace period) and exits.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -42,6 +44,8 @@ PRELOAD = ("qnet.cli.main", "qnet.cli.kme", "qnet.cli.controller", "qnet.servers
 serve`` import (the physics stays out: KMEs started with ``--no-links`` never simulate)."""
 _REAP_S = 0.2
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class _Host:
@@ -53,13 +57,15 @@ class _Host:
 
     def run(self) -> None:
         os.set_blocking(self.req, False)
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.req, selectors.EVENT_READ)
-            while not self.closing:
-                if sel.select(_REAP_S):
-                    self._read()
-                self._reap()
-        self._stop_children()
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.req, selectors.EVENT_READ)
+                while not self.closing:
+                    if sel.select(_REAP_S):
+                        self._read()
+                    self._reap()
+        finally:
+            self._stop_children()
 
     def _read(self) -> None:
         try:
@@ -72,16 +78,31 @@ class _Host:
         self.buffer += chunk
         while b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
-            request = json.loads(line)
-            pid = self._fork(request)
-            self._say({"name": request["name"], "pid": pid})
+            name = None
+            try:  # one server that cannot start (no pid left, no memory) is that server's error only
+                request = json.loads(line)
+                name = str(request["name"])
+                self._say({"name": name, "pid": self._fork(request)})
+            except Exception as exc:
+                self._say({"name": name, "error": f"{type(exc).__name__}: {exc}"})
 
     def _fork(self, request: dict[str, Any]) -> int:
+        """Fork server ``request``; return its pid once it leads its own session and has its own
+        signal handlers (a stop sent at once then reaches it, not the host's handlers)."""
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(request, self.req, self.rep)  # never returns
+        ready_r, ready_w = os.pipe()
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)  # none may run the host's handler in the child
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os.close(ready_r)
+                _child(request, ready_w, self.req, self.rep)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP)
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            ready.read(1)  # the child's word, or EOF if it died first
         self.children[pid] = request["name"]
         return pid
 
@@ -119,9 +140,10 @@ class _Host:
         self.closing = True
 
 
-def _child(request: dict[str, Any], *pipes: int) -> None:
-    """In the forked child: become server ``request["name"]`` and run ``qnet ARGS``; exit with its status."""
-    code = 1
+def _child(request: dict[str, Any], ready: int, *pipes: int) -> None:
+    """In the forked child: become server ``request["name"]`` and run ``qnet ARGS``; exit with its
+    status as the interpreter would (atexit handlers run; SystemExit and KeyboardInterrupt alike)."""
+    code, interrupted = 1, False
     try:
         for fd in pipes:
             os.close(fd)
@@ -133,6 +155,10 @@ def _child(request: dict[str, Any], *pipes: int) -> None:
         for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        _name(f"qnet {request['name']}")
+        os.write(ready, b"1")  # a session of its own and its own handlers: the host may now say its pid
+        os.close(ready)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         if request.get("log"):
@@ -144,16 +170,47 @@ def _child(request: dict[str, Any], *pipes: int) -> None:
         sys.argv = ["qnet", *request["args"]]
         code = main(request["args"])
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        code = _exit_status(exc)
+    except KeyboardInterrupt:
+        interrupted = True
     except BaseException:
         import traceback
 
         traceback.print_exc()
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+    _flush_and_run_atexit()
+    if interrupted:  # end by the signal, as the interpreter does
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 128 + signal.SIGINT
+    os._exit(code)
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """The status the interpreter gives ``SystemExit(code)``: None is 0, a number itself, any other
+    value is printed and gives 1."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _flush_and_run_atexit() -> None:
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _name(title: str) -> None:
+    """Name the process (``ps -o comm``, ``pgrep``, ``top``): its command line stays the host's."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, title.encode()[:15], 0, 0, 0)
 
 
 def _die_with_parent() -> None:

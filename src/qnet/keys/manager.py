@@ -295,6 +295,8 @@ class KeyManager:
                 try:
                     step = relay.forward(self.store, conn, msg.sender, msg.body, out_link=out_link,
                                          unit_bits=self.unit_bits, now_s=self.clock())
+                except StoreError:
+                    raise  # the store's own refusal (not enough key, a unit it cannot use), with its details
                 except (KeyError, TypeError, ValueError) as exc:
                     raise StoreError(f"malformed relay message: {exc}") from None
         except StoreError:

@@ -238,7 +238,7 @@ class Launcher:
         (SIGKILL after ``timeout_s``); forget the server."""
         proc = self.procs.pop(name)
         self.what.pop(name, None)
-        _stop_groups({name: proc.pid}, [proc], sig=sig, grace_s=timeout_s)
+        _stop_groups(_signalable({name: proc}), [proc], sig=sig, grace_s=timeout_s)
 
     def stop(self, names: Iterable[str] | None = None, *, grace_s: float = STOP_GRACE_S) -> list[str]:
         """SIGTERM each server's process group, wait until every member has ended (``grace_s`` in
@@ -250,7 +250,7 @@ class Launcher:
         chosen = list(self.procs) if names is None else [n for n in names if n in self.procs]
         procs = {name: self.procs.pop(name) for name in chosen}
         what = {name: self.what.pop(name, name) for name in chosen}
-        left = _stop_groups({name: p.pid for name, p in procs.items()}, list(procs.values()), grace_s=grace_s)
+        left = _stop_groups(_signalable(procs), list(procs.values()), grace_s=grace_s)
         if not self.procs and self._host is not None:
             self._host.close()
             self._host = None
@@ -282,6 +282,12 @@ class Launcher:
         return ": " + " ".join(lines[starts[-1]:]).removeprefix("error:").strip()  # rich wraps long lines
 
 
+def _signalable(procs: Mapping[str, Process]) -> dict[str, int]:
+    """name -> process group of the servers that may still have one: a forked server the host has
+    already reaped has left its pid free for another process, which must not be signalled."""
+    return {name: p.pid for name, p in procs.items() if not (isinstance(p, _Forked) and p.poll() is not None)}
+
+
 def _spawn(argv: list[str], log: Path | None) -> subprocess.Popen[bytes]:
     """Start ``argv`` leading its own session, output to ``log`` (inherited if None), dying with us."""
     env = {**os.environ, _PARENT_ENV: str(os.getpid())}  # the child then dies with us: die_with_parent
@@ -310,7 +316,8 @@ class _ServerHost:
             os.close(rep_w)
         os.set_blocking(self.rep, False)
         self.log, self.buffer = log, b""
-        self.forked: dict[str, int] = {}
+        self.forked: dict[str, int | str] = {}
+        """name -> pid, or the reason it could not be forked."""
         self.exits: dict[int, int] = {}
 
     def fork(self, name: str, args: Iterable[str], log: Path | None) -> _Forked:
@@ -324,7 +331,10 @@ class _ServerHost:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self._failed()
             self.drain(0.05)
-        return _Forked(self, self.forked.pop(name))
+        pid = self.forked.pop(name)
+        if isinstance(pid, str):
+            raise QNetError(f"the server host could not start {name}: {pid}")
+        return _Forked(self, pid)
 
     def drain(self, wait_s: float = 0.0) -> None:
         """Read what the host has said (waiting up to ``wait_s`` for something)."""
@@ -343,7 +353,10 @@ class _ServerHost:
                 message = json.loads(line)
                 if "code" in message:
                     self.exits[int(message["pid"])] = int(message["code"])
-                else:
+                elif "error" in message:
+                    self.forked[str(message["name"])] = str(message["error"])
+                else:  # a new server: a status kept for an earlier holder of its pid is not its own
+                    self.exits.pop(int(message["pid"]), None)
                     self.forked[str(message["name"])] = int(message["pid"])
 
     def close(self) -> None:
@@ -385,7 +398,10 @@ class _Forked:
         while (code := self.poll()) is None:
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
-            self.host.drain(0.05)
+            if self.host.proc.poll() is None:
+                self.host.drain(0.05)
+            else:  # the host has gone: its pipe reads as ready for ever
+                time.sleep(_POLL_S)
         return code
 
 

@@ -10,6 +10,7 @@ A test walks every subclass of :class:`~qnet.errors.QNetError` and checks that e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,8 @@ from qnet.errors import (
     UnauthorizedError,
     UnavailableError,
 )
+
+log = logging.getLogger("qnet.servers")
 
 __all__ = ["CONTROL_STATUS", "ETSI014_STATUS", "error_body", "install_error_handler", "status_of"]
 
@@ -69,6 +72,8 @@ def install_error_handler(app: FastAPI, table: Mapping[type[QNetError], int], *,
     for one no entry covers: a bare QNetError) and the error body."""
 
     @app.exception_handler(QNetError)
-    async def qnet_error(_: Request, exc: QNetError) -> JSONResponse:
-        status = status_of(exc, table) or fallback
-        return JSONResponse(error_body(exc.message or str(exc), exc.details), status_code=status)
+    async def qnet_error(request: Request, exc: QNetError) -> JSONResponse:
+        status = status_of(exc, table)
+        if status is None:  # a bare QNetError in a request: a defect, with its traceback in the log
+            log.error("%s %s: unmapped %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        return JSONResponse(error_body(exc.message or str(exc), exc.details), status_code=status or fallback)

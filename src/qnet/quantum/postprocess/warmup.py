@@ -52,12 +52,14 @@ def _index(dispatcher: Any) -> Path | None:
 
 
 def is_warm() -> bool:
-    """Whether numba's cache holds every post-processing function (read from the disk: no compiling)."""
+    """Whether numba's cache holds every post-processing function for these sources and this numba
+    (its index read from the disk, as numba reads it: a stale one, after an edit or an upgrade,
+    reads as empty; nothing is compiled)."""
     try:
-        indexes = [_index(f) for f in cached_functions()]
+        functions = cached_functions()
+        return bool(functions) and all(bool(f._cache._cache_file._load_index()) for f in functions)
     except Exception:
         return False
-    return bool(indexes) and all(p is not None and p.exists() for p in indexes)
 
 
 def warm() -> None:
