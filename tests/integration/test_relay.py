@@ -25,6 +25,7 @@ from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
 from qnet.servers.node import _next_batch, _Waiting
 from qnet.service.etsi014 import EncPlan
+from tests.helpers import scaled
 from tests.integration.conftest import LiveNet, start_net
 
 API = "/api/v1/keys"
@@ -184,12 +185,12 @@ def test_ring_reroutes_around_a_killed_trusted_node_and_it_rejoins(tmp_path: Pat
             r = http.get(f"{net.url('R0')}{API}/SAE_3/enc_keys")
         assert r.status_code == 503 and "relay" in r.json()["message"], r.text
         net.start("R4")
-        after = relay(net, "SAE_0", "R0", "SAE_3", "R3", 20, timeout_s=30)
+        after = relay(net, "SAE_0", "R0", "SAE_3", "R3", 20, timeout_s=scaled(60))  # R4 rejoins: seconds, more if busy
         assert _relay_units(tmp_path / "store" / "R5.db", "R4-R5")  # it went round the other side
         through_r1 = len(_relay_units(tmp_path / "store" / "R1.db", "R1-R2"))
         net.start("R1")
         net.kill("R5")
-        rejoined = relay(net, "SAE_0", "R0", "SAE_3", "R3", 20, timeout_s=30)
+        rejoined = relay(net, "SAE_0", "R0", "SAE_3", "R3", 20, timeout_s=scaled(60))
         assert len(_relay_units(tmp_path / "store" / "R1.db", "R1-R2")) > through_r1  # R1 carries keys again
         for batch in (first, after, rejoined):
             assert all(mine == theirs for _, mine, theirs in batch)
