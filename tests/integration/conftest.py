@@ -138,3 +138,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNet]:
         yield net
     finally:
         net.stop()
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNet]:
+    """The six-node ring (tests/integration/specs/ring6.yaml) on PRNG feeds, one per test module."""
+    net = start_net(tmp_path_factory.mktemp("ring6"), source={"kind": "prng", "max_units": 5000},
+                    spec=Path(__file__).resolve().parent / "specs" / "ring6.yaml")
+    try:
+        yield net
+    finally:
+        net.stop()

@@ -8,32 +8,19 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from qnet.scenarios.deploy import CONTROL_PERIOD_S
 from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
-from tests.integration.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet
 
-SPECS = Path(__file__).resolve().parent / "specs"
 API = "/api/v1/keys"
 CTL = "/control/v1"
-
-
-@pytest.fixture(scope="module")
-def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNet]:
-    net = start_net(tmp_path_factory.mktemp("ring6"), source={"kind": "prng", "max_units": 5000},
-                    spec=SPECS / "ring6.yaml")
-    try:
-        yield net
-    finally:
-        net.stop()
 
 
 def _ctl(net: LiveNet) -> str:

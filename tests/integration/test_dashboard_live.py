@@ -6,25 +6,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from tests.integration.conftest import LiveNet, start_net
+from tests.integration.conftest import LiveNet
 from tests.servers.test_dashboard import CHROMIUM, ROOT, _browser_or_skip
-
-SPECS = Path(__file__).resolve().parent / "specs"
-
-
-@pytest.fixture(scope="module")
-def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNet]:
-    net = start_net(tmp_path_factory.mktemp("dash"), source={"kind": "prng", "max_units": 5000},
-                    spec=SPECS / "ring6.yaml")
-    try:
-        yield net
-    finally:
-        net.stop()
 
 
 def test_the_page_shows_the_network_and_a_cut_moves_the_route(ring: LiveNet) -> None:
