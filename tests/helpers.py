@@ -1,12 +1,14 @@
 """Helpers shared by in-process and integration tests: deadlines scaled for slow machines, free
-loopback ports."""
+loopback ports, an ASGI app as reached by a client certificate's CN."""
 
 from __future__ import annotations
 
 import os
 import socket
 
-__all__ = ["TIMEOUT_SCALE", "free_ports", "scaled"]
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["TIMEOUT_SCALE", "AsCaller", "free_ports", "scaled"]
 
 TIMEOUT_SCALE = float(os.environ.get("QNET_TEST_TIMEOUT_SCALE", "1") or 1)
 """``QNET_TEST_TIMEOUT_SCALE``: how much longer than usual a slow machine may take."""
@@ -26,3 +28,16 @@ def free_ports(count: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+class AsCaller:
+    """``app`` as reached by a client whose certificate names ``cn`` (what the KME's TLS protocol
+    puts in the ASGI scope); ``cn=None``: no client certificate."""
+
+    def __init__(self, app: ASGIApp, cn: str | None) -> None:
+        self.app, self.cn = app, cn
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "extensions": {"tls": {"client_cert_cn": self.cn}}}
+        await self.app(scope, receive, send)

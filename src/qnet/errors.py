@@ -28,7 +28,7 @@ the ETSI 014 error body's entries (which key_ID, which SAE).
         ├── NoRouteError                      no usable path joins two nodes (src, dst)
         ├── InsufficientKeyError (+StoreError)  fewer keys than asked for (requested, available)
         ├── CapacityError                     a demand exceeds what a route has left
-        ├── PeerError                         a peer KME did not answer, or refused (clients.km)
+        ├── PeerError                         a peer KME did not answer, or refused (what it answered)
         └── AuditError                        the audit log cannot be written (management.audit)
 """
 
@@ -47,6 +47,7 @@ __all__ = [
     "NoRouteError",
     "NotFoundError",
     "ParameterError",
+    "PeerError",
     "PortInUseError",
     "Problem",
     "QNetError",
@@ -218,3 +219,13 @@ class PortInUseError(ConflictError):
         super().__init__(f"port{'s' * (len(busy) > 1)} {ports} on {hosts} {verb} already in use by another "
                          f"process{': ' + hint if hint else ''}")
         self.hint = hint
+
+
+class PeerError(UnavailableError):
+    """A peer key manager could not be reached (``peer_status`` None), or refused a KM-to-KM
+    message: what it answered (``peer_status``, ``body``: its error body). Raised by the KM clients
+    and by any transport a key manager is given (:mod:`qnet.keys.relayer`)."""
+
+    def __init__(self, message: str, peer_status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.peer_status, self.body = peer_status, body

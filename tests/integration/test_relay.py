@@ -13,18 +13,14 @@ import sqlite3
 import ssl
 import time
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from qnet.keys.relay_policy import RELAY_BATCH_UNITS
 from qnet.security.envelope import seal
 from qnet.security.pki import load_signing_key
-from qnet.servers.node import _next_batch, _Waiting
-from qnet.service.etsi014 import EncPlan
 from tests.helpers import scaled
 from tests.integration.conftest import LiveNet, start_net
 
@@ -110,22 +106,6 @@ def test_concurrent_requests_share_relay_messages_and_each_gets_its_own_keys(lin
         status, got = _dec(line, slave, wanted)
         assert status == 200 and got == {k: mine[k] for k in wanted}
         assert _dec(line, slave, wanted[:1])[0] == 400  # delivered once
-
-
-def test_a_coalesced_batch_is_capped_and_skips_requests_whose_client_left() -> None:
-    """Up to RELAY_BATCH_UNITS units per batch (a bigger request goes alone); a request whose client
-    went away is dropped, not relayed."""
-    loop = asyncio.new_event_loop()
-    try:
-        def waiting(number: int, size: int = 256) -> _Waiting:
-            return _Waiting(EncPlan("SAE_A", ["SAE_G"], number, size, "G", list("ABCDEFG")), loop.create_future())
-
-        queue = deque([waiting(600), waiting(400), waiting(100), waiting(1024, 8192), waiting(1)])
-        queue[2].done.cancel()
-        batches = [[w.plan.number for w in batch] for batch in iter(lambda: _next_batch(queue, 256), [])]
-        assert RELAY_BATCH_UNITS == 1024 and batches == [[600, 400], [1024], [1]]
-    finally:
-        loop.close()
 
 
 def _dec(net: LiveNet, slave: str, key_ids: list[str]) -> tuple[int, dict[str, bytes]]:

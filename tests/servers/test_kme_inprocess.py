@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qnet.clients.km import AsyncKMClient
 from qnet.scenarios.deploy import init_deployment
@@ -23,22 +22,10 @@ from qnet.servers.config import load_config
 from qnet.servers.feeder import feed, make_feeds
 from qnet.servers.kme import create_app
 from qnet.servers.node import KMENode
+from tests.helpers import AsCaller
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/api/v1/keys"
-
-
-class AsCaller:
-    """``app`` as reached by a client whose certificate names ``cn`` (what the KME's TLS protocol
-    puts in the ASGI scope); ``cn=None``: no client certificate."""
-
-    def __init__(self, app: ASGIApp, cn: str | None) -> None:
-        self.app, self.cn = app, cn
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "extensions": {"tls": {"client_cert_cn": self.cn}}}
-        await self.app(scope, receive, send)
 
 
 class Pair:

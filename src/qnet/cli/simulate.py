@@ -34,6 +34,11 @@ def simulate(
                                    "control_period_s."),
     scheduler: str = typer.Option(None, "--scheduler", metavar="ADDRESS",
                                   help="With --sweep: a Dask scheduler (tcp://host:8786) instead of a local cluster."),
+    key_managers: bool = typer.Option(False, "--key-managers",
+                                      help="Run every node's live key manager (store, relay, sync, hand-over, ETSI "
+                                           "014 service) in-process instead of the fluid model: the live network's "
+                                           "own decisions, each relay attempt and request in the JSON; small "
+                                           "networks over minutes to hours (the fluid model is for days)."),
 ) -> None:
     """Simulate SPEC's QKD network: link physics, demands, the spec's fault schedule, pool levels over
     time, re-routing by the same controller logic the live network (qnet up) runs.
@@ -45,6 +50,8 @@ def simulate(
       qnet simulate examples/kanto-qkd-network.yaml --duration 6h --json
 
       qnet simulate examples/kanto-qkd-network.yaml --duration 2h --sweep demand_scale=0.5,1,2,4
+
+      qnet simulate examples/three-nodes.yaml --duration 10min --key-managers --json
     """
     from qnet.scenarios.validate import load_spec
     from qnet.units import parse_duration_s
@@ -56,12 +63,14 @@ def simulate(
     if not duration_s > 0 or not period_s > 0 or period_s > duration_s:
         raise QNetError("need --duration > 0 and 0 < --control-period <= --duration")
     spec = load_spec(spec_path)
+    if sweep and key_managers:
+        raise QNetError("--sweep runs the fluid model; leave out --key-managers")
     if sweep:
         _sweep(spec, sweep, duration_s, period_s, seed, scheduler, as_json)
         return
     if scheduler:
         raise QNetError("--scheduler goes with --sweep")
-    result = _run(spec, duration_s, period_s, seed, quiet=as_json)
+    result = _run(spec, duration_s, period_s, seed, quiet=as_json, key_managers=key_managers)
     if as_json:
         console.print_json(to_json(result.as_dict()))
         return
@@ -76,11 +85,14 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "network"
 
 
-def _run(spec: Any, duration_s: float, period_s: float, seed: int, *, quiet: bool) -> Any:
+def _run(spec: Any, duration_s: float, period_s: float, seed: int, *, quiet: bool, key_managers: bool = False) -> Any:
     import time
 
+    from qnet.scenarios.kmsim import simulate_key_managers
     from qnet.scenarios.simulate import link_qbers, link_rates
-    from qnet.scenarios.simulate import simulate as run
+    from qnet.scenarios.simulate import simulate as fluid
+
+    run = simulate_key_managers if key_managers else fluid
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn())
@@ -99,7 +111,8 @@ def _run(spec: Any, duration_s: float, period_s: float, seed: int, *, quiet: boo
 def _print(result: Any) -> None:
     table = Table(title=f"{result.network}: {result.duration_s / 3600:g} h in "
                         f"{result.planning_s + result.wall_s:.1f} s ({result.planning_s:.1f} s planning the links, "
-                        f"{result.wall_s:.1f} s simulating; seed {result.seed})", title_justify="left")
+                        f"{result.wall_s:.1f} s simulating; seed {result.seed}; {result.body} body)",
+                  title_justify="left")
     for col in ("demand", "asked bit/s", "delivered bit/s", "blocking", "reroutes", "route"):
         table.add_column(col, justify="right" if "bit" in col or col in ("blocking", "reroutes") else "left")
     for d in result.demands:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from qnet.errors import UnavailableError
+from qnet.errors import PeerError
 
 __all__ = ["KEEPALIVE_S", "AsyncKMClient", "KMClient", "PeerError", "tls_client_context"]
 
@@ -19,15 +19,6 @@ KEEPALIVE_S = 25.0
 """How long an idle connection to a peer is kept: under the KMEs' own keep-alive (30 s), so the
 client never reuses a connection the server is closing; httpx's default keeps one 5 s only."""
 _LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_S)
-
-
-class PeerError(UnavailableError):
-    """The peer could not be reached (``peer_status`` None), or refused the message: what it
-    answered (``peer_status``, ``body``)."""
-
-    def __init__(self, message: str, peer_status: int | None = None, body: Any = None) -> None:
-        super().__init__(message)
-        self.peer_status, self.body = peer_status, body
 
 
 def tls_client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:

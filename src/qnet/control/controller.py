@@ -241,6 +241,20 @@ class Controller:
         self._check_links(now_s)
         return self.directive(now_s)
 
+    def answer(self, node: str, reports: Iterable[LinkReport], now_s: float,
+               events: Iterable[tuple[float, KMEEvent | str, str]] = ()) -> dict[str, Any]:
+        """A key manager's whole exchange: take its report (:meth:`report`), then answer with the
+        directive, the sessions that start at it, and the revision after re-routing.
+
+        Raises:
+            InvalidRequestError: as :meth:`report`.
+        """
+        answer = self.report(node, reports, now_s, events)
+        answer["sessions"] = [s.as_dict() for s in self.sessions.values() if s.route[0] == node]
+        self.reroute(now_s)
+        answer["revision"] = self.revision
+        return answer
+
     def tick(self, now_s: float) -> None:
         """Notice key managers that fell silent (node unreachable) and links that went down with them;
         the live controller calls this every period, the simulator need not."""

@@ -30,8 +30,8 @@ from qnet.errors import NoRouteError
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Cost", "FeedModeName", "LinkState", "NoRouteError", "RoutePolicy", "Router", "Topology", "hop_cost",
-           "key_level_cost", "usable_link"]
+__all__ = ["Cost", "FeedModeName", "LinkState", "NoRouteError", "RelayRouting", "RoutePolicy", "Router", "Topology",
+           "hop_cost", "key_level_cost", "usable_link"]
 
 
 @dataclass(frozen=True)
@@ -251,3 +251,24 @@ class Router:
             if not graph.has_edge(a, b) or graph[a][b]["cost"] > cost:
                 graph.add_edge(a, b, cost=cost, link_id=link_id)
         return graph
+
+
+class RelayRouting:
+    """A key manager's relay routing (:class:`qnet.keys.relayer.RelayRoutes`): ``router`` over the
+    controller's last picture of every link (``states``, empty without a controller) and what the key
+    manager sees itself (``down``: links of silent peers, cut, held down)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.states: dict[str, LinkState] = {}
+
+    def _with(self, down: Collection[str]) -> dict[str, LinkState]:
+        return {**self.states, **{name: LinkState(up=False) for name in down}}
+
+    def route(self, src: str, dst: str, *, down: Collection[str], avoid_nodes: Collection[str]) -> list[str]:
+        """:meth:`Router.route` with ``down`` links down and ``avoid_nodes`` avoided."""
+        return self.router.route(src, dst, self._with(down), avoid_nodes=avoid_nodes)
+
+    def usable(self, route: Sequence[str], *, down: Collection[str]) -> bool:
+        """:meth:`Router.usable` with ``down`` links down."""
+        return self.router.usable(route, self._with(down))

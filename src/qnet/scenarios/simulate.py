@@ -42,7 +42,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -58,7 +58,8 @@ from qnet.scenarios.deploy import feed_geometry, feed_params
 from qnet.scenarios.spec import FaultAction, NetworkSpec
 from qnet.sim.kernel import Kernel
 
-__all__ = ["DemandResult", "FaultRecord", "LinkResult", "SimResult", "link_qbers", "link_rates", "simulate"]
+__all__ = ["Demand", "DemandResult", "FaultRecord", "LinkResult", "SimResult", "admit_demands", "link_qbers",
+           "link_rates", "plan_run", "simulate"]
 
 UNIT_BITS = 256
 """The key store's unit: the grain of the random key supply and of the SAEs' requests."""
@@ -165,6 +166,12 @@ class SimResult:
     """Wall time of the simulation itself."""
     planning_s: float = 0.0
     """Wall time spent working out the links' rates (the planner's link physics) before it."""
+    body: str = "fluid"
+    """Which body ran it: ``fluid`` (this module) or ``key-managers`` (:mod:`qnet.scenarios.kmsim`)."""
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    """Every relay attempt of every node (the key-manager body only)."""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    """Every enc_keys call and its outcome (the key-manager body only)."""
 
     @property
     def route_changes(self) -> list[ControlEvent]:
@@ -184,12 +191,13 @@ class SimResult:
         total = {f"{k}_bits": float(sum(getattr(lk, f"{k}_bits") for lk in self.links))
                  for k in ("made", "stored", "discarded")}
         return {"network": self.network, "duration_s": self.duration_s, "control_period_s": self.control_period_s,
-                "seed": self.seed, "stochastic": self.stochastic, "wall_s": self.wall_s,
+                "seed": self.seed, "stochastic": self.stochastic, "body": self.body, "wall_s": self.wall_s,
                 "planning_s": self.planning_s, "links": [lk.as_dict() for lk in self.links],
                 "demands": [d.as_dict() for d in self.demands], **total,
                 "delivered_bits": float(sum(d.delivered_bits for d in self.demands)),
                 "route_changes": len(self.route_changes), "events": [e.as_dict() for e in self.events],
-                "faults": [f.as_dict() for f in self.faults]}
+                "faults": [f.as_dict() for f in self.faults],
+                **({"decisions": self.decisions, "requests": self.requests} if self.body == "key-managers" else {})}
 
 
 def link_rates(spec: NetworkSpec) -> dict[str, float]:
@@ -235,15 +243,11 @@ def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 
     Raises:
         ValueError: for a duration or period that is not positive.
     """
-    if not (duration_s > 0 and control_period_s > 0):
-        raise ValueError("duration and control period must be > 0")
-    started = time.perf_counter()
-    if rates is None:
-        rates, qbers = link_rates(spec), link_qbers(spec)
+    rates, qbers, planning_s = plan_run(spec, duration_s, control_period_s, rates, qbers)
     planned = time.perf_counter()
     kernel = Kernel(seed)
     periods = math.floor(duration_s / control_period_s + 1e-9)
-    run = _Run(spec, dict(rates), dict(qbers or {}), control_period_s,
+    run = _Run(spec, rates, qbers, control_period_s,
                kernel if stochastic else None, periods)
     for fault in spec.faults:
         target = fault.link or fault.node or ""
@@ -257,8 +261,24 @@ def simulate(spec: NetworkSpec, duration_s: float, *, control_period_s: float = 
     kernel.run_until_s(duration_s + 1e-9)
     result = run.result(spec.name, duration_s)
     result.seed, result.stochastic = seed, stochastic
-    result.wall_s, result.planning_s = time.perf_counter() - planned, planned - started
+    result.wall_s, result.planning_s = time.perf_counter() - planned, planning_s
     return result
+
+
+def plan_run(spec: NetworkSpec, duration_s: float, control_period_s: float, rates: Mapping[str, float] | None,
+             qbers: Mapping[str, float] | None) -> tuple[dict[str, float], dict[str, float], float]:
+    """Check a run's times and get its links' rates and QBERs (:func:`link_rates` and
+    :func:`link_qbers` if ``rates`` is None): (rates, qbers, wall seconds spent planning).
+
+    Raises:
+        ValueError: for a duration or period that is not positive.
+    """
+    if not (duration_s > 0 and control_period_s > 0):
+        raise ValueError("duration and control period must be > 0")
+    started = time.perf_counter()
+    if rates is None:
+        rates, qbers = link_rates(spec), link_qbers(spec)
+    return dict(rates), dict(qbers or {}), time.perf_counter() - started
 
 
 class _Counts:
@@ -294,7 +314,10 @@ _OPPOSITE = {FaultAction.CUT: FaultAction.RESTORE, FaultAction.RESTORE: FaultAct
 
 
 @dataclass
-class _Demand:
+class Demand:
+    """A demand of the spec as the simulation serves it: its session (if admitted), or the route it
+    is served on best effort."""
+
     name: str
     saes: tuple[str, str]
     rate_bps: float
@@ -308,6 +331,30 @@ class _Demand:
     def route(self) -> list[str]:
         """The route its key takes now (empty: none)."""
         return list(self.session.route) if self.session else list(self.best_effort or [])
+
+
+def admit_demands(ctl: Controller, demands: list[Demand], now_s: float) -> None:
+    """Open a session for each demand that has none; one the controller does not admit for lack
+    of rate is served best effort on the router's route, after every admitted one (its SAEs still
+    call enc_keys, which KMEs serve without a session). Both simulation bodies admit this way."""
+    for d in demands:
+        if d.session is not None and d.session.key_stream_id not in ctl.sessions:
+            d.session, d.refused = None, "pre-empted by a higher-priority demand"
+        if d.session is None:
+            try:
+                d.session = ctl.open_session(*d.saes, now_s, key_rate_bps=d.rate_bps, priority=d.priority,
+                                             key_stream_id=d.name)
+                d.refused, d.best_effort = None, None
+            except QNetError as exc:  # refused: not now (no route, no capacity), or never (access control)
+                d.refused = exc.message
+                d.best_effort = _best_effort_route(ctl, d, now_s) if isinstance(exc, UnavailableError) else None
+
+
+def _best_effort_route(ctl: Controller, d: Demand, now_s: float) -> list[str] | None:
+    try:
+        return ctl.route(ctl.saes[d.saes[0]], ctl.saes[d.saes[1]], now_s)
+    except NoRouteError:
+        return None
 
 
 def hand_over(pool: np.ndarray) -> np.ndarray:
@@ -354,7 +401,7 @@ class _Run:
                               capacity_bps=dict(zip(self.names, self.rate.tolist(), strict=True)),
                               control_period_s=period_s, qber_threshold=pol.qber_alarm_threshold,
                               low_water_units=LOW_WATER_UNITS, silence_s=math.inf)
-        self.demands = [_Demand(d.label, (d.between[0], d.between[1]), d.key_rate_bps, d.priority)
+        self.demands = [Demand(d.label, (d.between[0], d.between[1]), d.key_rate_bps, d.priority)
                         for d in sorted(spec.demands, key=lambda d: -d.priority)]
         self.order = [spec.demands.index(d) for d in sorted(spec.demands, key=lambda d: -d.priority)]
         self.requested, self.delivered = np.zeros(len(self.demands)), np.zeros(len(self.demands))
@@ -494,27 +541,8 @@ class _Run:
         return any(d.session is None for d in self.demands)
 
     def _admit(self, now_s: float) -> None:
-        """Open a session for each demand that has none; one the controller does not admit for lack
-        of rate is served best effort on the router's route, after every admitted one (its SAEs
-        still call enc_keys, which KMEs serve without a session)."""
         self._admitted_s = now_s
-        for d in self.demands:
-            if d.session is not None and d.session.key_stream_id not in self.ctl.sessions:
-                d.session, d.refused = None, "pre-empted by a higher-priority demand"
-            if d.session is None:
-                try:
-                    d.session = self.ctl.open_session(*d.saes, now_s, key_rate_bps=d.rate_bps, priority=d.priority,
-                                                      key_stream_id=d.name)
-                    d.refused, d.best_effort = None, None
-                except QNetError as exc:  # refused: not now (no route, no capacity), or never (access control)
-                    d.refused = exc.message
-                    d.best_effort = self._best_effort_route(d, now_s) if isinstance(exc, UnavailableError) else None
-
-    def _best_effort_route(self, d: _Demand, now_s: float) -> list[str] | None:
-        try:
-            return self.ctl.route(self.ctl.saes[d.saes[0]], self.ctl.saes[d.saes[1]], now_s)
-        except NoRouteError:
-            return None
+        admit_demands(self.ctl, self.demands, now_s)
 
     def _rebuild(self) -> None:
         """The flat (link, demand) incidence of the sessions' routes: on each hop, the producing link

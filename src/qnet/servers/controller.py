@@ -168,12 +168,8 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         if node not in nodes:
             raise ForbiddenError(f"{node!r} is not a KME of this network")
         now = clock()
-        answer = ctl.report(node, [LinkReport.from_dict(r) for r in body.links], now,
-                            [(e.time_s, e.kind, e.detail) for e in body.events])
-        answer["sessions"] = [s.as_dict() for s in ctl.sessions.values() if s.route[0] == node]
-        ctl.reroute(now)
-        answer["revision"] = ctl.revision
-        return JSONResponse(answer)
+        return JSONResponse(ctl.answer(node, [LinkReport.from_dict(r) for r in body.links], now,
+                                       [(e.time_s, e.kind, e.detail) for e in body.events]))
 
     changed = _Changes(ctl)
 

@@ -203,7 +203,7 @@ class KMEView:
 
     def __init__(self, node: KMENode) -> None:
         self.node = node
-        self.topology = node.router.topology
+        self.topology = node.routing.router.topology
         self.links = {lk.link_id: _OwnLink((lk.ends[0], lk.ends[1]), lk.link_id in node.manager.out_of_service)
                       for lk in node.config.links}
         self.sessions = {str(s["Key_stream_ID"]): _session(s) for s in node.sessions}

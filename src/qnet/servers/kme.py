@@ -35,7 +35,6 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from qnet.clients.km import PeerError
 from qnet.errors import (
     ForbiddenError,
     InvalidRequestError,
@@ -294,14 +293,11 @@ async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _answer(EnvelopeError(f"KM-to-KM message refused: {exc.reason}"))
-    except PeerError as exc:  # a later hop of a relay failed
-        return _answer(UnavailableError(str(exc), [exc.body] if isinstance(exc.body, dict) else []))
-    except StoreError as exc:
-        if not relayed:  # the peer's message does not fit this store: its fault (a sync mismatch)
-            node.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
-            return _answer(InvalidRequestError(exc.message, exc.details))
-        node.manager.event(KMEEvent.RELAY_REFUSED, exc.message)  # this hop failed: the sender routes around it
-        return _answer(UnavailableError(exc.message, [*exc.details, {"failed": node.kme_id}]))
+    except StoreError as exc:  # the peer's message does not fit this store: its fault (a sync mismatch)
+        node.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
+        return _answer(InvalidRequestError(exc.message, exc.details))
+    except UnavailableError as exc:  # a relay this hop refused, or one that failed further on (named)
+        return _answer(exc)
 
 
 def _answer(exc: QNetError) -> JSONResponse:

@@ -1,22 +1,21 @@
-"""The running key manager of one node: store, key manager, ETSI 014 service, KM-to-KM traffic.
+"""The running key manager of one node: the key management layer's objects (``qnet.keys``) driven
+over HTTPS, an event loop, threads and processes. This module decides nothing about keys; it adapts:
 
-Two background threads keep it in step with its peers:
-
-- the **outbox flusher** sends queued ``assign`` messages as soon as they are committed, batched per
-  peer in one signed envelope (a slave that asks first waits for its message); while a peer is
-  unreachable, ``enc_keys`` for it answers 503 instead of handing out keys its slave cannot get;
-- the **synchroniser** offers each peer the units it has not confirmed, and erases expired units.
-
-Keys for SAEs at non-adjacent nodes are relayed (:meth:`KMENode.relay_keys`) along a route from the
-control layer's router, avoiding peers that do not answer and nodes that just failed a relay; a
-failed relay is retried on another route. Concurrent requests for the same target node are
-coalesced: while one relay to it is in flight the others queue, then go together in one message.
-
-A feeder (one child process for all the node's links, ``qnet.servers.feeder``) fills the store.
+- :class:`~qnet.keys.relayer.Relayer` (route, coalescing, split, retries, forwarding) runs on the
+  server's event loop, its messages signed and posted by :meth:`KMENode.send_async`;
+- :class:`~qnet.keys.peers.Outbox`: committed ``assign`` and ``cede`` messages are flushed from the
+  event loop as soon as they commit, and retried by the **outbox flusher** thread after an outage or
+  a restart; while a peer is unreachable (:class:`~qnet.keys.peers.Peers`), ``enc_keys`` for it
+  answers 503 instead of handing out keys its slave cannot get;
+- :class:`~qnet.keys.peers.Synchroniser`: the **synchroniser** thread runs each link's sync round
+  and the store's upkeep;
+- a feeder (one child process for all the node's links, ``qnet.servers.feeder``) fills the store;
+- the control agent (``qnet.servers.agent``) reports to the controller and hands its picture to
+  the relay's routing.
 
 Every key handed out (to a master, to a slave) and every relayed key stored here for its slaves is
 recorded in the node's audit log (``qnet.management.audit``, ``audit/NODE.jsonl`` beside the
-configuration) before it leaves: :class:`_AuditedService` and two calls in the relay code.
+configuration) before it leaves: :class:`_AuditedService` and the relayer's two hooks.
 """
 
 from __future__ import annotations
@@ -27,29 +26,21 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from qnet.clients.km import AsyncKMClient, KMClient, PeerError, tls_client_context
-from qnet.control.routing import LinkState, RoutePolicy, Router, Topology
-from qnet.errors import NoRouteError, UnavailableError
-from qnet.keys.events import KMEEvent, KMMessage
+from qnet.clients.km import AsyncKMClient, KMClient, tls_client_context
+from qnet.control.kme_view import KMEControlView
+from qnet.control.routing import LinkState, RelayRouting, RoutePolicy, Router, Topology
+from qnet.errors import UnavailableError
 from qnet.keys.manager import KeyManager, LinkInfo
+from qnet.keys.peers import Outbox, Peers, Synchroniser
 from qnet.keys.relay import RelayRequest
-from qnet.keys.relay_policy import (
-    RELAY_IN_FLIGHT,
-    RELAY_TRIES,
-    HoldDown,
-    failed_element,
-    next_batch,
-    split,
-    units_for,
-)
-from qnet.keys.store import DeliveredKey, InsufficientKeyError, KeyStore, StoreError
+from qnet.keys.relay_policy import HoldDown
+from qnet.keys.relayer import Relayer, Waiting
+from qnet.keys.store import DeliveredKey, KeyStore
 from qnet.management.audit import AuditError, AuditLog, KeySupplyAudit, audit_path
 from qnet.security.envelope import Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
@@ -64,9 +55,8 @@ log = logging.getLogger("qnet.kme")
 SYNC_PERIOD_S = 0.2
 WARM_PERIOD_S = 10.0
 """How often a KME pings its peers to keep its connections to them open (under KEEPALIVE_S)."""
-CHECKPOINT_PERIOD_S = 1.0
-STARTUP_GRACE_S = 10.0
-EXPIRY_PERIOD_S = 10.0
+FLUSH_PERIOD_S = 0.5
+"""How often the outbox flusher thread retries old messages."""
 
 
 class Broadcast:
@@ -101,19 +91,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-@dataclass(frozen=True)
-class _Waiting:
-    """An enc_keys request waiting for its relay: ``done`` gets its keys or its error."""
-
-    plan: EncPlan
-    done: asyncio.Future[list[DeliveredKey]]
-
-    def fail(self, exc: BaseException) -> None:
-        """Answer the request with ``exc`` (unless its client left)."""
-        if not self.done.done():
-            self.done.set_exception(exc)
 
 
 class _AuditedService(ETSI014Service):
@@ -155,13 +132,6 @@ def _audit_or_503() -> Iterator[None]:
         raise UnavailableError("the KME cannot write its audit log; no key is handed out without a record") from None
 
 
-def _next_batch(queue: deque[_Waiting], unit_bits: int) -> list[_Waiting]:
-    """The next relay batch for a target (:func:`qnet.keys.relay_policy.next_batch`): requests whose
-    client left are dropped."""
-    return next_batch(queue, lambda w: units_for(w.plan.number, w.plan.size, unit_bits),
-                      alive=lambda w: not w.done.done())
-
-
 class KMENode:
     """Everything one KME process runs, apart from the HTTP server.
 
@@ -184,24 +154,23 @@ class KMENode:
         self.manager = KeyManager(self.store, links, config.saes, remote, unit_bits=config.unit_bits,
                                   access=net.access, clock=clock)
         self.manager.notify_peer = self._notify
-        self.manager.peer_ok = lambda peer: peer not in self._unreachable
+        self.peers = Peers(self.manager, clock=clock)
+        self.outbox = Outbox(self.manager, self.peers)
+        self.synchroniser = Synchroniser(self.manager, self.peers,
+                                         {lk.link_id: lk.low_water_units for lk in config.links})
         topology = Topology(tuple(net.nodes) or (config.kme_id, *self.manager.links),
                             tuple((a, b, lid) for a, b, lid in net.links) or
                             tuple((lk.ends[0], lk.ends[1], lk.link_id) for lk in config.links))
-        self.router = Router(topology, RoutePolicy(net.max_hops, frozenset(net.excluded_nodes), net.min_key_rate_bps))
-        self.hold_down = HoldDown()
-        """Nodes and links that failed a relay recently (routed around)."""
-        self.control_states: dict[str, LinkState] = {}
-        """Every link's state as the controller last reported it (empty without a controller)."""
-        self.session_routes: dict[str, list[str]] = {}
-        self.drained: set[str] = set()
-        self.sessions: list[dict[str, Any]] = []
-        """The sessions that start here, as the controller last described them."""
-        """Nodes the operator drained: no relay passes through them (from the controller)."""
-        """Target node -> the route of a session the controller admitted from here."""
+        self.routing = RelayRouting(Router(topology, RoutePolicy(net.max_hops, frozenset(net.excluded_nodes),
+                                                                 net.min_key_rate_bps)))
+        self.relayer = Relayer(self.manager, self.routing, self.send_async, peers=self.peers, clock=clock)
+        self.control = KMEControlView(self.manager, self.routing, self.relayer, unit_bits=config.unit_bits)
+        """What this KME reports to the controller and takes from its answers (the agent carries them)."""
         path = audit_path(config.kme_id, config_path, config.store_url)
         self.audit = KeySupplyAudit(AuditLog(path), config.kme_id, self.store, clock) if path else None
-        self.service = _AuditedService(self.manager, self.route_to, self.audit)
+        if self.audit is not None:
+            self.relayer.on_relayed, self.relayer.on_stored = self._audit_relayed, self._audit_stored
+        self.service = _AuditedService(self.manager, self.relayer.route_to, self.audit)
         self.signing_key = load_signing_key(config.signing_key)
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
@@ -210,20 +179,54 @@ class KMENode:
         self._context = context
         self._async_clients: dict[str, AsyncKMClient] = {}
         self._flushing = self._again = False
-        self.queued_through = self.sent_through = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         """The server's event loop (set by the server at start-up)."""
         self.flushed = Broadcast()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._relay_queues: defaultdict[str, deque[_Waiting]] = defaultdict(deque)
-        self._relay_workers: defaultdict[str, int] = defaultdict(int)
         self._cond = threading.Condition()
-        self._unreachable: set[str] = set()
         self._dirty = False
         self._stop = threading.Event()
-        self._started_s = clock()
         self._threads: list[threading.Thread] = []
         self._feeders: list[BaseProcess] = []
+
+    # -- what the control agent sets (the relay's picture) ---------------------------------------------
+
+    @property
+    def control_states(self) -> dict[str, LinkState]:
+        """Every link's state as the controller last reported it (empty without a controller)."""
+        return self.routing.states
+
+    @control_states.setter
+    def control_states(self, states: dict[str, LinkState]) -> None:
+        self.routing.states = states
+
+    @property
+    def session_routes(self) -> dict[str, list[str]]:
+        """Target node -> the route of a session the controller admitted from here."""
+        return self.relayer.session_routes
+
+    @session_routes.setter
+    def session_routes(self, routes: dict[str, list[str]]) -> None:
+        self.relayer.session_routes = routes
+
+    @property
+    def drained(self) -> set[str]:
+        """Nodes the operator drained: no relay passes through them (from the controller)."""
+        return self.relayer.drained
+
+    @drained.setter
+    def drained(self, nodes: set[str]) -> None:
+        self.relayer.drained = nodes
+
+    @property
+    def sessions(self) -> list[dict[str, Any]]:
+        """The sessions that start here, as the controller last described them."""
+        return self.control.sessions
+
+    @property
+    def hold_down(self) -> HoldDown:
+        """Nodes and links that failed a relay recently (routed around)."""
+        return self.relayer.hold_down
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -264,43 +267,28 @@ class KMENode:
         if self.audit is not None:
             self.audit.close()
 
-    # -- key relay ---------------------------------------------------------------------------------------
+    # -- key relay (the relayer's decisions, on the event loop) --------------------------------------
 
     def route_to(self, node: str) -> list[str]:
-        """A relay route from here to ``node`` around unreachable peers and recent failures.
-
-        Raises:
-            NoRouteError: if the policy or the failures leave none.
-        """
-        now = self.clock()
-        states = dict(self.control_states)
-        states |= {lk.link_id: LinkState(up=False) for lk in self.config.links
-                   if lk.peer in self._unreachable or lk.link_id in self.manager.out_of_service}
-        held = self.hold_down.held(now)
-        states |= {name: LinkState(up=False) for name in held}
-        avoid = held + sorted(self.drained)
-        pinned = self.session_routes.get(node)
-        if pinned and not set(pinned[1:-1]) & set(avoid) and self.router.usable(pinned, states):
-            return list(pinned)
-        return self.router.route(self.kme_id, node, states, avoid_nodes=avoid)
+        """A relay route from here to ``node`` (:meth:`Relayer.route_to`)."""
+        return self.relayer.route_to(node)
 
     async def relay_keys(self, plan: EncPlan) -> list[DeliveredKey]:
-        """Relay ``plan``'s keys to its target; the master's keys once the target has stored them.
-
-        Requests for the same target are coalesced: while a relay to it is in flight, new ones
-        queue, and the next relay carries the queue in one message (up to ``RELAY_BATCH_UNITS``):
-        one signature and one round trip per hop for all, where each used to pay its own four.
-        The batch succeeds or fails whole, so no master holds a key its slave cannot get.
+        """Relay ``plan``'s keys to its target; the master's keys once the target has stored them
+        (requests for the same target are coalesced: :class:`~qnet.keys.relayer.Relayer`).
 
         Raises:
             UnavailableError: if no route works (each try's failure is named), or the pool is short.
         """
-        waiting = _Waiting(plan, asyncio.get_running_loop().create_future())
-        self._relay_queues[plan.target].append(waiting)
-        if self._relay_workers[plan.target] < RELAY_IN_FLIGHT:
-            self._relay_workers[plan.target] += 1
-            self._spawn(self._relay_worker(plan.target))
-        return await waiting.done
+        answer: asyncio.Future[list[DeliveredKey]] = asyncio.get_running_loop().create_future()
+        request = RelayRequest(plan.master, tuple(plan.slaves), plan.number, plan.size)
+        if self.relayer.submit(plan.target, Waiting(request, answer)):
+            self._spawn(self.relayer.work(plan.target))
+        return await answer
+
+    async def relay_hop(self, opened: Opened) -> dict[str, Any]:
+        """Apply a relay message and pass it on (:meth:`Relayer.hop`)."""
+        return await self.relayer.hop(opened)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as a task on the running loop, holding a reference until it ends."""
@@ -308,103 +296,22 @@ class KMENode:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _relay_worker(self, target: str) -> None:
-        """Relay the queue for ``target`` batch after batch until it is empty."""
-        queue = self._relay_queues[target]
-        try:
-            while batch := _next_batch(queue, self.manager.unit_bits):
-                await self._relay_batch(target, batch)
-        finally:
-            self._relay_workers[target] -= 1
-
-    async def _relay_batch(self, target: str, batch: list[_Waiting]) -> None:
-        """Relay one batch and answer each request in it; a batch the first hop's pool cannot serve
-        whole is split in halves, so requests that fit alone are still served."""
-        try:
-            results = await self._relay_tries(target, [w.plan for w in batch])
-        except InsufficientKeyError as exc:
-            if len(batch) == 1:
-                batch[0].fail(UnavailableError(exc.message, exc.details))
-                return
-            for part in split(batch):
-                await self._relay_batch(target, part)
-            return
-        except Exception as exc:  # a QNetError, or a bug: every request of the batch fails alike
-            for waiting in batch:
-                waiting.fail(exc)
-            return
-        for waiting, keys in zip(batch, results, strict=True):
-            if not waiting.done.done():
-                waiting.done.set_result(keys)
-
-    async def _relay_tries(self, target: str, plans: list[EncPlan]) -> list[list[DeliveredKey]]:
-        """Relay ``plans`` in one message per hop, retried on another route (``RELAY_TRIES``).
-
-        Raises:
-            InsufficientKeyError: if the first hop's pool is short for them all.
-            UnavailableError: if no route works (each try's failure is named).
-        """
-        requests = [RelayRequest(p.master, tuple(p.slaves), p.number, p.size) for p in plans]
-        failures: list[str] = []
-        for _ in range(RELAY_TRIES):
-            try:
-                route = self.route_to(target)
-            except NoRouteError as exc:
-                failures.append(str(exc))
-                break
-            try:
-                keys, hop = self.manager.relay_start(requests, route)
-            except StoreError as exc:
-                if isinstance(exc, InsufficientKeyError):
-                    raise  # the caller may split the batch
-                raise UnavailableError(exc.message, exc.details) from None
-            try:
-                await self.send_async(str(hop.next_node), hop.body)
-                self._audit_relayed(plans, keys, route, str(hop.body["link_id"]))
-                return keys
-            except PeerError as exc:
-                failed = self._relay_failed(str(hop.next_node), exc)
-                failures.append(f"{' -> '.join(route)}: {exc}")
-                self.manager.event(KMEEvent.RELAY_REROUTE,
-                                   f"relay to {target} failed at {failed}; trying another route")
-        raise UnavailableError(f"key relay to {target} failed", [{"try": f} for f in failures])
-
-    def _audit_relayed(self, plans: list[EncPlan], keys: list[list[DeliveredKey]], route: list[str],
+    def _audit_relayed(self, requests: Sequence[RelayRequest], keys: list[list[DeliveredKey]], route: list[str],
                        link_id: str) -> None:
         """Record relayed keys going to their masters (``link_id``: the first hop's)."""
-        if self.audit is None:
-            return
+        assert self.audit is not None
         with _audit_or_503():
-            self.audit.log.append([record for plan, mine in zip(plans, keys, strict=True)
+            self.audit.log.append([record for req, mine in zip(requests, keys, strict=True)
                                    for record in self.audit.enc_records(
-                                       [k.key_ID for k in mine], master=plan.master, slaves=plan.slaves,
-                                       size_bits=plan.size, route=route, link_id=link_id)])
+                                       [k.key_ID for k in mine], master=req.master, slaves=list(req.slaves),
+                                       size_bits=req.size_bits, route=route, link_id=link_id)])
 
-    async def relay_hop(self, opened: Opened) -> dict[str, Any]:
-        """Apply a relay message and pass it on; the reply comes back once the last node stored it.
+    def _audit_stored(self, body: dict[str, Any]) -> None:
+        assert self.audit is not None
+        with _audit_or_503():
+            self.audit.relay_stored(body)
 
-        Raises:
-            PeerError: naming the failed node or link, if a later hop failed.
-        """
-        step = self.manager.relay_step(opened)
-        if step.next_node is None:
-            if self.audit is not None:
-                with _audit_or_503():
-                    self.audit.relay_stored(step.body)
-            return {"ok": True, "stored": len(step.key_ids), "at": self.kme_id}
-        try:
-            return await self.send_async(step.next_node, step.body)
-        except PeerError as exc:
-            failed = self._relay_failed(step.next_node, exc)
-            raise PeerError(f"relay failed at {failed}: {exc}", 503, {"failed": failed}) from None
-
-    def _relay_failed(self, next_node: str, exc: PeerError) -> str:
-        """Note what failed (a node or link further on, else the next node) and hold it down."""
-        failed = failed_element(next_node, exc.body)
-        if exc.peer_status is None:
-            self._reachable(next_node, False, str(exc))
-        self.hold_down.hold(failed, self.clock())
-        return failed
+    # -- KM-to-KM ----------------------------------------------------------------------------------------
 
     async def send_async(self, peer: str, body: dict[str, Any]) -> dict[str, Any]:
         """Sign ``body`` and deliver it to ``peer`` from the event loop.
@@ -414,6 +321,15 @@ class KMENode:
         """
         envelope = seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
         return await self._async_client(peer).send(envelope)
+
+    def send(self, peer: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Sign ``body`` and deliver it to ``peer`` from a thread; returns the reply.
+
+        Raises:
+            PeerError: if the peer is unreachable or refuses it.
+        """
+        envelope = seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
+        return self.clients[peer].send(envelope)
 
     async def keep_warm(self) -> None:
         """Every :data:`WARM_PERIOD_S`, ping each peer from the event loop, so a relay over any link
@@ -433,20 +349,9 @@ class KMENode:
         ``httpx.ASGITransport`` to the peer's app)."""
         self._async_clients[peer] = client
 
-    # -- KM-to-KM ----------------------------------------------------------------------------------------
-
-    def send(self, peer: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Sign ``body`` and deliver it to ``peer``; returns the reply.
-
-        Raises:
-            PeerError: if the peer is unreachable or refuses it.
-        """
-        envelope = seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
-        return self.clients[peer].send(envelope)
-
     def _notify(self, peer: str, message_id: int) -> None:
-        """An ``assign`` was committed: send it now, from the event loop when called on one (no
-        thread hand-over), else from the flusher thread."""
+        """An ``assign`` or ``cede`` was committed: flush it now, from the event loop when called on
+        one (no thread hand-over), else from the flusher thread."""
         loop = _running_loop()
         if loop is None:  # a worker thread: hand over to the loop if there is one
             if self.loop is not None:
@@ -456,117 +361,46 @@ class KMENode:
                     self._dirty = True
                     self._cond.notify_all()
             return
-        self.queued_through = max(self.queued_through, message_id)
+        self.outbox.queued(message_id)
         if self._flushing:
             self._again = True
             return
         self._flushing = True
-        task = loop.create_task(self._flush_async())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._flush_async())
 
     async def _flush_async(self) -> None:
         """Flush until nothing new was committed meanwhile (one flush at a time, batching)."""
         try:
             while True:
                 self._again = False
-                await self._flush_once_async()
+                await self.outbox.flush_async(self.send_async)
+                self.flushed.fire()
                 if not self._again:
                     return
         finally:
             self._flushing = False
 
-    async def _flush_once_async(self) -> None:
-        for peer, rows in self._outbox_by_peer().items():
-            try:
-                await self._async_client(peer).send(self._batch(peer, rows))
-            except PeerError as exc:
-                self._reachable(peer, False, str(exc))
-                continue
-            self._delivered(peer, rows)
-        self.flushed.fire()
-
     async def assigns_sent(self, timeout_s: float = 2.0) -> None:
         """Wait until every assign message queued so far has reached its peer (or ``timeout_s``)."""
-        target = self.queued_through
+        target = self.outbox.queued_through
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while self.sent_through < target:
+        while self.outbox.sent_through < target:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.flushed.wait(), min(left, 0.1))
 
-    def _delivered(self, peer: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
-        """The peer took these outbox messages: forget them."""
-        self._reachable(peer, True)
-        ids = [row_id for row_id, _ in rows]
-        self.store.outbox_done(ids)
-        self.sent_through = max(self.sent_through, *ids)
-
-    def _outbox_by_peer(self, before_s: float | None = None) -> dict[str, list[tuple[int, dict[str, Any]]]]:
-        by_peer: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for row_id, peer, body in self.store.outbox(before_s=before_s):
-            by_peer[peer].append((row_id, body))
-        return by_peer
-
-    def _batch(self, peer: str, rows: list[tuple[int, dict[str, Any]]]) -> bytes:
-        body = {"type": KMMessage.BATCH, "link_id": self.manager.links[peer][0].link_id,
-                "messages": [b for _, b in rows]}
-        return seal(body, sender=self.kme_id, receiver=peer, key=self.signing_key, now_s=self.clock())
-
     def _flush_loop(self) -> None:
+        """The retry: messages older than a second, after an outage or a restart (fresh ones are
+        the event loop's)."""
         while not self._stop.is_set():
             with self._cond:
-                self._cond.wait_for(lambda: self._dirty or self._stop.is_set(), 0.5)
+                self._cond.wait_for(lambda: self._dirty or self._stop.is_set(), FLUSH_PERIOD_S)
                 self._dirty = False
-            self._flush_once()
-
-    def _reachable(self, peer: str, ok: bool, why: str = "") -> None:
-        """Track whether ``peer`` answers; an event on each change."""
-        if ok and peer in self._unreachable:
-            self._unreachable.discard(peer)
-            if self.clock() - self._started_s > STARTUP_GRACE_S:
-                self.manager.event(KMEEvent.PEER_REACHABLE, f"{peer} answers again")
-        elif not ok and peer not in self._unreachable:
-            self._unreachable.add(peer)
-            if self.clock() - self._started_s > STARTUP_GRACE_S:  # peers starting together: no alarm
-                self.manager.event(KMEEvent.PEER_UNREACHABLE, f"{peer}: {why}")
-
-    def _flush_once(self) -> None:
-        """Send queued messages older than a second, one batch per peer: the retry after an outage or
-        a restart (fresh ones are the event loop's)."""
-        for peer, rows in self._outbox_by_peer(self.clock() - 1.0).items():
-            try:
-                self.clients[peer].send(self._batch(peer, rows))
-            except PeerError as exc:
-                self._reachable(peer, False, str(exc))
-                continue
-            self._delivered(peer, rows)
+            self.outbox.flush(self.send, retry=True)
 
     def _sync_loop(self) -> None:
-        last_expiry = last_checkpoint = 0.0
         while not self._stop.wait(SYNC_PERIOD_S):
-            for link in self.manager.by_id.values():
-                self._sync_with(link.peer, link.link_id)
-            if self.clock() - last_checkpoint > CHECKPOINT_PERIOD_S:
-                last_checkpoint = self.clock()
-                self.store.checkpoint()
-            if self.clock() - last_expiry > EXPIRY_PERIOD_S:
-                last_expiry = self.clock()
-                self.store.expire(last_expiry)
-                self.manager.check_pools({lk.link_id: lk.low_water_units for lk in self.config.links
-                                          if lk.low_water_units and self.clock() - self._started_s > STARTUP_GRACE_S})
-
-    def _sync_with(self, peer: str, link_id: str) -> None:
-        offer = self.manager.sync_offer(link_id)
-        if offer is None and peer not in self._unreachable:
-            return
-        offer = offer or {"type": KMMessage.SYNC, "link_id": link_id, "offered": []}  # a probe
-        try:
-            answer = self.send(peer, offer)
-        except PeerError as exc:
-            self._reachable(peer, False, str(exc))
-            return
-        self._reachable(peer, True)
-        self.manager.sync_answered(link_id, offer, answer)
+            self.synchroniser.round(self.send)
+            self.synchroniser.upkeep()
