@@ -17,6 +17,7 @@ the ETSI 014 error body's entries (which key_ID, which SAE).
     │   ├── SpecError                         a network spec file is invalid; every Problem found
     │   ├── UnknownProtocolError              a protocol name is not in the registry
     │   └── StoreError                        the key store refuses a request (keys.store)
+    │       └── MalformedMessageError             a signed KM-to-KM message outside the protocol
     ├── UnauthorizedError                   the caller is not known, or may not have these keys
     │   ├── EnvelopeError                     a KM-to-KM message refused: forged, replayed, stale (security.envelope)
     │   └── AuthenticationFailed              a post-processing message's tag does not verify (quantum)

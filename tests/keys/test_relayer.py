@@ -60,7 +60,8 @@ def test_requests_queued_behind_a_relay_go_together_capped_and_without_those_who
     assert [d.keys for d in relayer.decisions] == [1000, 1024, 1] and RELAY_BATCH_UNITS == 1024
     assert all(d.outcome is Outcome.RELAYED for d in relayer.decisions)
     assert [len(w.answer.get()) for w in waiting if w is not waiting[2]] == [600, 400, 1024, 1]
-    assert net.nodes["C"].store.stock("relay:A") == 0  # stored for the slave, not servable to masters
+    stored = net.nodes["C"].store.counts("relay:A")
+    assert stored == {"A/assigned": 600 + 400 + 1024 + 1}  # at the target, for the slave only
 
 
 def test_a_batch_the_first_hop_cannot_serve_whole_is_split_and_the_part_that_fits_is_served(net: KMNetwork) -> None:
@@ -107,7 +108,11 @@ def test_a_hop_that_refuses_names_itself_and_after_every_try_the_request_fails_n
     relayer = net.nodes["A"].relayer
     with pytest.raises(UnavailableError, match="key relay to C failed") as info:
         run_now(_relay(relayer, 1))
-    assert len(info.value.details) <= RELAY_TRIES and refusals[:2] == ["B", "D"]
+    tried = [d["try"] for d in info.value.details]
+    assert RELAY_TRIES == 3 and len(tried) == 3  # each try named: two refusals, then no route left
+    assert tried[0].startswith("A -> B -> C: ") and tried[1].startswith("A -> D -> C: ")
+    assert "no usable route" in tried[2]
+    assert refusals == ["B", "D"]
     assert [d.failed for d in relayer.decisions if d.outcome is Outcome.HOP_FAILED] == refusals
     assert relayer.decisions[-1].outcome is Outcome.NO_ROUTE  # B and D held down: no route left
     assert net.nodes["A"].peers.ok("B")  # they answered: refused, not unreachable

@@ -8,6 +8,7 @@ mutual TLS)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from qnet.clients.km import AsyncKMClient
 from qnet.scenarios.deploy import init_deployment
 from qnet.scenarios.validate import load_spec
+from qnet.security.envelope import seal
 from qnet.servers.config import load_config
 from qnet.servers.feeder import feed, make_feeds
 from qnet.servers.kme import create_app
@@ -118,3 +120,40 @@ def test_a_key_for_another_slave_is_refused_with_401_and_stays_for_its_slave(pai
     r = pair.call("Bob", "SAE_A", "POST", f"{API}/SAE_A/dec_keys", json=ids)
     assert r.status_code == 401
     assert pair.call("Bob", "SAE_B", "POST", f"{API}/SAE_A/dec_keys", json=ids).json()["keys"] == keys
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", f"{API}/SAE_B/enc_keys", {"number": "1"}),
+    ("POST", f"{API}/SAE_B/enc_keys", {"number": True}),
+    ("POST", f"{API}/SAE_B/enc_keys", {"number": 1, "size": 256.0}),
+    ("GET", f"{API}/SAE_B/enc_keys?number=1&number=2", None),
+    ("GET", f"{API}/SAE_B/enc_keys?size=256.0", None),
+    ("GET", f"{API}/SAE_B/enc_keys?number=+1", None),
+    ("GET", f"{API}/SAE_B/enc_keys?number=1_0", None),
+])
+def test_numbers_must_be_integers_and_parameters_given_once(pair: Pair, method: str, path: str,
+                                                           body: dict[str, Any] | None) -> None:
+    """ETSI GS QKD 014 sec. 6.2: number and size are integers; a string, a float, a boolean, a
+    repeated or loosely written query parameter is refused with 400 and the Error body, and no key
+    is taken."""
+    before = pair.call("Alice", "SAE_A", "GET", f"{API}/SAE_B/status").json()["stored_key_count"]
+    r = pair.call("Alice", "SAE_A", method, path, json=body) if body is not None else \
+        pair.call("Alice", "SAE_A", method, path)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("bad request")
+    assert pair.call("Alice", "SAE_A", "GET", f"{API}/SAE_B/status").json()["stored_key_count"] == before
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "sync", "link_id": "Alice-Bob", "offered": 5},
+    {"type": "batch", "link_id": "Alice-Bob", "messages": [{"type": "assign", "link_id": "Alice-Bob"}]},
+    {"type": "relay", "link_id": "Alice-Bob", "route": "AB", "hop": "x", "groups": 3},
+])
+def test_a_signed_but_malformed_km_message_is_refused_with_400_and_no_traceback(
+        pair: Pair, body: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    alice = pair.nodes["Alice"]
+    envelope = seal(body, sender="Alice", receiver="Bob", key=alice.signing_key, now_s=time.time())
+    r = pair.call("Bob", "Alice", "POST", "/km/v1/messages", content=envelope)
+    assert r.status_code == 400, r.text
+    assert "malformed" in r.json()["message"]
+    assert not [rec for rec in caplog.records if rec.exc_info]

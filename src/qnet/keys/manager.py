@@ -35,7 +35,7 @@ from typing import Any
 
 from qnet.keys import relay
 from qnet.keys.events import KMEEvent, KMMessage
-from qnet.keys.store import DeliveredKey, KeyStore, StoreError
+from qnet.keys.store import DeliveredKey, KeyStore, MalformedMessageError, StoreError
 from qnet.security.envelope import WINDOW_S, EnvelopeError, Opened
 
 __all__ = ["Event", "KeyManager", "LinkInfo", "cede_count"]
@@ -286,7 +286,7 @@ class KeyManager:
             route, hop = list(msg.body["route"]), int(msg.body["hop"])
             nxt = route[hop + 1] if hop + 1 < len(route) else None
         except (KeyError, TypeError, ValueError, IndexError):
-            raise StoreError("malformed relay message") from None
+            raise MalformedMessageError("malformed relay message") from None
         try:
             out_link = self.best_link(nxt).link_id if nxt in self.links else None
             with self.store.transaction() as conn:
@@ -298,7 +298,7 @@ class KeyManager:
                 except StoreError:
                     raise  # the store's own refusal (not enough key, a unit it cannot use), with its details
                 except (KeyError, TypeError, ValueError) as exc:
-                    raise StoreError(f"malformed relay message: {exc}") from None
+                    raise MalformedMessageError(f"malformed relay message: {exc}") from None
         except StoreError:
             with self.store.transaction() as conn:  # the sender spent them: so does this end; no replay
                 if self.store.record_nonce(conn, msg.sender, msg.nonce, msg.time_s + 2 * WINDOW_S):
@@ -381,7 +381,7 @@ def _key_ids(value: object) -> list[str]:
         StoreError: if it is not a list of strings.
     """
     if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
-        raise StoreError("malformed cede message: units must be a list of key_IDs")
+        raise MalformedMessageError("malformed cede message: units must be a list of key_IDs")
     return value
 
 
@@ -403,7 +403,7 @@ def _pieces(link: LinkInfo, sub: dict[str, Any]) -> list[_Piece]:
         groups = list(sub["groups"])
         sizes = [len(g["units"]) for g in groups]
     except (KeyError, TypeError) as exc:
-        raise StoreError(f"malformed assign message: {exc}") from None
+        raise MalformedMessageError(f"malformed assign message: {exc}") from None
     out: list[_Piece] = []
     start = units = 0
     for i, size in enumerate(sizes):

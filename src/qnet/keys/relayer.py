@@ -43,7 +43,7 @@ from qnet.keys.manager import KeyManager
 from qnet.keys.peers import Peers
 from qnet.keys.relay import RelayRequest
 from qnet.keys.relay_policy import RELAY_IN_FLIGHT, RELAY_TRIES, HoldDown, failed_element, next_batch, split
-from qnet.keys.store import DeliveredKey, InsufficientKeyError, StoreError
+from qnet.keys.store import DeliveredKey, InsufficientKeyError, MalformedMessageError, StoreError
 from qnet.security.envelope import EnvelopeError, Opened
 
 __all__ = ["Outcome", "Pending", "RelayDecision", "RelayRoutes", "Relayer", "Waiting", "run_now"]
@@ -264,12 +264,15 @@ class Relayer:
 
         Raises:
             EnvelopeError: a replay, or no link with the sender.
+            MalformedMessageError: not a relay message of the protocol (the sender's fault).
             UnavailableError: this hop refused it, or a later one failed; ``details`` name the
                 failed node or link (``{"failed": ...}``), which the sender holds down.
         """
         try:
             step = self.manager.relay_step(opened)
-        except EnvelopeError:
+        except (EnvelopeError, MalformedMessageError) as exc:
+            if isinstance(exc, MalformedMessageError):
+                self.manager.event(KMEEvent.RELAY_REFUSED, exc.message)
             raise
         except StoreError as exc:  # this hop failed: the sender routes around this node
             self.manager.event(KMEEvent.RELAY_REFUSED, exc.message)

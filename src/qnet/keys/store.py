@@ -43,6 +43,7 @@ __all__ = [
     "DeliveredKey",
     "InsufficientKeyError",
     "KeyStore",
+    "MalformedMessageError",
     "SpentAs",
     "StoreError",
     "owner_of",
@@ -138,6 +139,11 @@ def _insert_units(conn: Connection) -> str:
 
 class StoreError(InvalidRequestError):
     """A request the store refuses; nothing was changed. ``details`` says which key and why."""
+
+
+class MalformedMessageError(StoreError):
+    """A KM-to-KM message (signed by a peer) that is not a message of the protocol: the sender's
+    fault (400), never a reason to route around this node."""
 
 
 class InsufficientKeyError(UnavailableError, StoreError):

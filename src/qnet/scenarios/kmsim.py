@@ -51,13 +51,13 @@ import numpy as np
 from qnet.control.controller import Controller, LinkReport
 from qnet.control.kme_view import KMEControlView
 from qnet.control.routing import RelayRouting, RoutePolicy, Router, Topology
-from qnet.errors import PeerError, QNetError
-from qnet.keys.events import KMMessage
+from qnet.errors import InvalidRequestError, PeerError, QNetError
+from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.peers import Outbox, Peers, Synchroniser
 from qnet.keys.relay import RelayRequest
 from qnet.keys.relayer import Relayer, Waiting, error_answer, run_now
-from qnet.keys.store import KeyStore
+from qnet.keys.store import KeyStore, MalformedMessageError, StoreError
 from qnet.quantum.link import key_id_strings
 from qnet.scenarios.simulate import (
     _OPPOSITE,
@@ -74,7 +74,7 @@ from qnet.scenarios.simulate import (
     plan_run,
 )
 from qnet.scenarios.spec import FaultAction, NetworkSpec
-from qnet.security.envelope import Opened
+from qnet.security.envelope import EnvelopeError, Opened
 from qnet.servers.errors import ETSI014_STATUS, status_of
 from qnet.service.etsi014 import ETSI014Service, KMELimits
 from qnet.sim.kernel import Kernel
@@ -239,9 +239,16 @@ class KMNetwork:
         if peer in self.down:
             raise PeerError(f"peer unreachable: {peer} is stopped")
         opened = Opened(sender, f"{sender}/{next(self._nonces)}", self.clock(), body)
+        receiver = self.nodes[peer]
         try:
-            return self.nodes[peer].receive(opened)
-        except QNetError as exc:
+            return receiver.receive(opened)
+        except QNetError as exc:  # as the KME's /km/v1/messages answers (qnet.servers.kme)
+            if isinstance(exc, EnvelopeError):
+                receiver.manager.refuse(exc.reason)
+            elif isinstance(exc, StoreError) and not isinstance(exc, MalformedMessageError) and \
+                    body.get("type") != KMMessage.RELAY:
+                receiver.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
+                exc = InvalidRequestError(exc.message, exc.details)
             status = status_of(exc, ETSI014_STATUS) or 503
             raise PeerError(f"peer refused the message ({status}): {exc.message}", status, error_answer(exc)) from None
 

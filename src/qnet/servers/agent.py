@@ -90,14 +90,14 @@ class ControlAgent:
                 raise httpx.HTTPError(f"{r.status_code}: {r.text[:200]}")
             answer = r.json()
             view.answered(report, answer)
+            period_s, revision = float(answer.get("period_s", self.period_s)), answer.get("revision")
             self._silent_since = None
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:  # no answer, or not one of ours
             if self._silent_since is None:
                 self._silent_since = now
                 self.node.manager.event(KMEEvent.CONTROLLER_UNREACHABLE, f"{self.url}: {exc}")
             elif now - self._silent_since > 3 * self.period_s:
                 view.forget()
             return
-        self.period_s = float(answer.get("period_s", self.period_s))
-        revision = answer.get("revision")
+        self.period_s = period_s
         self._revision = revision if isinstance(revision, int) else None

@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,10 +41,9 @@ from qnet.errors import (
     PortInUseError,
     QNetError,
     UnauthorizedError,
-    UnavailableError,
 )
 from qnet.keys.events import KMEEvent, KMMessage
-from qnet.keys.store import NOT_YET_ASSIGNED, StoreError
+from qnet.keys.store import NOT_YET_ASSIGNED, MalformedMessageError, StoreError
 from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetrics
 from qnet.security.envelope import EnvelopeError, open_envelope
 from qnet.security.pki import subject_cn
@@ -67,8 +66,22 @@ LARGE_MESSAGE_BYTES = 256 * 1024
 """A KM-to-KM message larger than this is verified and applied in a worker thread."""
 LIMITS = KMELimits()
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-Number = Annotated[int, Field(ge=1, le=LIMITS.max_key_per_request)]
-Size = Annotated[int, Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8)]
+
+
+def _decimal(value: object) -> object:
+    """A query parameter's integer as the standard writes it: decimal digits only (not ``256.0``,
+    ``+256``, `` 256`` or ``2_56``, which a lax parser would take)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 9):
+        raise ValueError("must be an integer written in decimal digits")
+    return value
+
+
+# ETSI GS QKD 014 sec. 6.2: number and size are integers; JSON strings, floats and booleans are refused
+Number = Annotated[StrictInt, Field(ge=1, le=LIMITS.max_key_per_request)]
+Size = Annotated[StrictInt, Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8)]
+QueryNumber = Annotated[int, BeforeValidator(_decimal), Field(ge=1, le=LIMITS.max_key_per_request)]
+QuerySize = Annotated[int, BeforeValidator(_decimal),
+                      Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8)]
 
 
 class _Model(BaseModel):
@@ -147,6 +160,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
     return JSONResponse(error_body(message, details), status_code=status)
+
+
+def _once(request: Request, *names: str) -> None:
+    """Each of these query parameters at most once (a repeated one is ambiguous: refused, not the last taken).
+
+    Raises:
+        InvalidRequestError: naming the repeated parameter.
+    """
+    for name in names:
+        if len(request.query_params.getlist(name)) > 1:
+            raise InvalidRequestError(f"bad request: the query parameter {name!r} is given more than once",
+                                      [{"field": name, "problem": "repeated"}])
 
 
 def _caller(request: Request) -> str:
@@ -234,8 +259,9 @@ def create_app(node: KMENode) -> FastAPI:
         return response
 
     @app.get(f"{API}/{{slave_SAE_ID}}/enc_keys", response_model=KeyContainer, summary="Get key")
-    async def enc_keys_get(slave_SAE_ID: str, request: Request, number: Number | None = Query(None),
-                           size: Size | None = Query(None)) -> JSONResponse:
+    async def enc_keys_get(slave_SAE_ID: str, request: Request, number: QueryNumber | None = Query(None),
+                           size: QuerySize | None = Query(None)) -> JSONResponse:
+        _once(request, "number", "size")
         return await enc(_caller(request), slave_SAE_ID, number, size)
 
     @app.post(f"{API}/{{slave_SAE_ID}}/enc_keys", response_model=KeyContainer, summary="Get key")
@@ -246,6 +272,7 @@ def create_app(node: KMENode) -> FastAPI:
     @app.get(f"{API}/{{master_SAE_ID}}/dec_keys", response_model=KeyContainer, summary="Get key with key IDs")
     async def dec_keys_get(master_SAE_ID: str, request: Request,
                            key_ID: str = Query(..., pattern=UUID_PATTERN)) -> JSONResponse:
+        _once(request, "key_ID")
         return await dec(_caller(request), master_SAE_ID, [key_ID])
 
     @app.post(f"{API}/{{master_SAE_ID}}/dec_keys", response_model=KeyContainer, summary="Get key with key IDs")
@@ -293,11 +320,17 @@ async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics
     except EnvelopeError as exc:
         node.manager.refuse(exc.reason)
         return _answer(EnvelopeError(f"KM-to-KM message refused: {exc.reason}"))
+    except MalformedMessageError as exc:
+        log.warning("malformed message from %s: %s", peer, exc.message)
+        return _answer(exc)
     except StoreError as exc:  # the peer's message does not fit this store: its fault (a sync mismatch)
         node.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
         return _answer(InvalidRequestError(exc.message, exc.details))
-    except UnavailableError as exc:  # a relay this hop refused, or one that failed further on (named)
+    except QNetError as exc:  # e.g. a relay this hop refused, or one that failed further on (named)
         return _answer(exc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # signed, but malformed
+        log.warning("malformed %s message from %s: %s: %s", opened.body.get("type"), peer, type(exc).__name__, exc)
+        return _answer(InvalidRequestError(f"malformed KM-to-KM message: {type(exc).__name__}: {exc}"[:300]))
 
 
 def _answer(exc: QNetError) -> JSONResponse:
