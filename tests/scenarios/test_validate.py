@@ -205,3 +205,15 @@ def test_spec_is_frozen() -> None:
     spec = check_spec(base())
     with pytest.raises(ValueError, match="frozen"):
         spec.nodes[0].name = "Z"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("a: " + "{b: " * 5000 + "1" + "}" * 5000, "nested more than 32 levels"),
+    ("a: " + "[" * 5000 + "]" * 5000, "nested more than 32 levels"),
+    ("name: x\nnodes: " + "9" * 5000, "5000 digits"),
+])
+def test_a_hostile_spec_gets_a_clear_error_not_an_internal_one(text: str, says: str) -> None:
+    """Thousands of nested maps or lists, an integer of thousands of digits: a SpecError naming it
+    (they ended in RecursionError / ValueError, exit 70)."""
+    with pytest.raises(SpecError, match=says):
+        parse_spec(text)

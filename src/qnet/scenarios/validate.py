@@ -54,20 +54,36 @@ def parse_spec(text: str, *, source: str = "<spec>") -> NetworkSpec:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise SpecError(source, [Problem("", f"YAML syntax error{where}: {reason}")]) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits
+        raise SpecError(source, [Problem("", f"a value cannot be read: {str(exc).split(';')[0][:200]}")]) from None
     return check_spec(raw, source=source)
+
+
+MAX_DEPTH = 32
+"""How deeply a spec file may nest (a network spec needs five levels; thousands overflow the parser's stack)."""
 
 
 class _SpecLoader(yaml.SafeLoader):
     """YAML's safe loader, stricter: a key given twice in one mapping is an error (YAML says keys
     are unique; PyYAML keeps the last silently), and aliases (``*name``) are refused, so that a
-    small file cannot expand into an exponentially large spec."""
+    small file cannot expand into an exponentially large spec; nesting deeper than :data:`MAX_DEPTH`
+    is refused before it exhausts the stack."""
+
+    depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                              self.peek_event().start_mark)  # type: ignore[no-untyped-call]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in spec files",
                                               event.start_mark)
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
