@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,12 +76,21 @@ def _decimal(value: object) -> object:
     return value
 
 
-# ETSI GS QKD 014 sec. 6.2: number and size are integers; JSON strings, floats and booleans are refused
-Number = Annotated[StrictInt, Field(ge=1, le=LIMITS.max_key_per_request)]
-Size = Annotated[StrictInt, Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8)]
-QueryNumber = Annotated[int, BeforeValidator(_decimal), Field(ge=1, le=LIMITS.max_key_per_request)]
-QuerySize = Annotated[int, BeforeValidator(_decimal),
-                      Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8)]
+def _json_integer(value: object) -> object:
+    """A JSON body's integer: a number, never a string or a boolean (which a lax parser would take
+    as 1). A number with no fraction (``256.0``) is an integer in JSON Schema, so it passes."""
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON integer, not a string or a boolean")
+    return value
+
+
+# ETSI GS QKD 014 sec. 6.2: number and size are integers; strings and booleans are refused
+Number = Annotated[int, Field(ge=1, le=LIMITS.max_key_per_request), BeforeValidator(_json_integer)]
+Size = Annotated[int, Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8),
+                 BeforeValidator(_json_integer)]
+QueryNumber = Annotated[int, Field(ge=1, le=LIMITS.max_key_per_request), BeforeValidator(_decimal)]
+QuerySize = Annotated[int, Field(ge=LIMITS.min_key_size, le=LIMITS.max_key_size, multiple_of=8),
+                      BeforeValidator(_decimal)]  # the constraints first: they stay in the OpenAPI schema
 
 
 class _Model(BaseModel):
