@@ -3,12 +3,15 @@ loopback ports, an ASGI app as reached by a client certificate's CN."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+from typing import Any
 
+import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["TIMEOUT_SCALE", "AsCaller", "free_ports", "scaled"]
+__all__ = ["TIMEOUT_SCALE", "AsCaller", "asgi_request", "free_ports", "scaled"]
 
 TIMEOUT_SCALE = float(os.environ.get("QNET_TEST_TIMEOUT_SCALE", "1") or 1)
 """``QNET_TEST_TIMEOUT_SCALE``: how much longer than usual a slow machine may take."""
@@ -41,3 +44,13 @@ class AsCaller:
         if scope["type"] == "http":
             scope = {**scope, "extensions": {"tls": {"client_cert_cn": self.cn}}}
         await self.app(scope, receive, send)
+
+
+def asgi_request(runner: asyncio.Runner, app: ASGIApp, caller: str | None, method: str, path: str,
+                 **kwargs: Any) -> httpx.Response:
+    """One request to ``app`` in-process, as a client whose certificate names ``caller``."""
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=AsCaller(app, caller))
+        async with httpx.AsyncClient(transport=transport, base_url="http://qnet") as http:
+            return await http.request(method, path, **kwargs)
+    return runner.run(go())

@@ -36,7 +36,7 @@ from qnet.servers.controller import create_app as controller_app
 from qnet.servers.kme import create_app as kme_app
 from qnet.servers.node import KMENode
 from qnet.sim.kernel import Kernel
-from tests.helpers import AsCaller
+from tests.helpers import AsCaller, asgi_request
 
 RING = """
 name: ring4
@@ -115,11 +115,7 @@ class LiveBody:
             node.store.close()
 
     def call(self, app: Any, caller: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=AsCaller(app, caller))
-            async with httpx.AsyncClient(transport=transport, base_url="http://qnet") as http:
-                return await http.request(method, path, **kwargs)
-        return self.runner.run(go())
+        return asgi_request(self.runner, app, caller, method, path, **kwargs)
 
     def supply(self, units: dict[str, list[tuple[str, bytes]]], sim: KMNetwork) -> None:
         """The same units (and the same QKD module figures) as the simulated links delivered."""

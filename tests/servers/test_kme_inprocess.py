@@ -24,7 +24,7 @@ from qnet.servers.config import load_config
 from qnet.servers.feeder import feed, make_feeds
 from qnet.servers.kme import create_app
 from qnet.servers.node import KMENode
-from tests.helpers import AsCaller
+from tests.helpers import AsCaller, asgi_request
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/api/v1/keys"
@@ -51,11 +51,7 @@ class Pair:
             self.runner.run(life.__aenter__())
 
     def call(self, node: str, caller: str | None, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=AsCaller(self.apps[node], caller))
-            async with httpx.AsyncClient(transport=transport, base_url=f"http://{node}") as http:
-                return await http.request(method, path, **kwargs)
-        return self.runner.run(go())
+        return asgi_request(self.runner, self.apps[node], caller, method, path, **kwargs)
 
     def close(self) -> None:
         for life in self.lives:

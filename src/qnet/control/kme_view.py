@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from qnet.control.controller import state_from_dict
-from qnet.control.routing import LinkState, RelayRouting
+from qnet.control.routing import RelayRouting
 from qnet.keys.events import KMEEvent
 from qnet.keys.manager import KeyManager
 from qnet.keys.relayer import Relayer
@@ -159,8 +159,3 @@ class KMEControlView:
     def forget(self) -> None:
         """The controller is silent: route on what this KME sees itself."""
         self.routing.states, self.relayer.session_routes = {}, {}
-
-    @property
-    def states(self) -> dict[str, LinkState]:
-        """Every link's state as the controller last reported it."""
-        return self.routing.states

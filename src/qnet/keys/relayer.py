@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
-from qnet.errors import NoRouteError, PeerError, QNetError, UnavailableError
+from qnet.errors import NoRouteError, PeerError, UnavailableError
 from qnet.keys.events import KMEEvent
 from qnet.keys.manager import KeyManager
 from qnet.keys.peers import Peers
@@ -300,8 +300,3 @@ def run_now(coro: Coroutine[Any, Any, T]) -> T:
         return done.value  # type: ignore[no-any-return]
     coro.close()
     raise RuntimeError("an in-process relay awaited something that suspends")
-
-
-def error_answer(exc: QNetError) -> dict[str, Any]:
-    """A refused message's body as a peer receives it (the ETSI 014 error body's shape)."""
-    return {"message": exc.message, "details": list(exc.details)}

@@ -56,7 +56,7 @@ from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.peers import Outbox, Peers, Synchroniser
 from qnet.keys.relay import RelayRequest
-from qnet.keys.relayer import Relayer, Waiting, error_answer, run_now
+from qnet.keys.relayer import Relayer, Waiting, run_now
 from qnet.keys.store import KeyStore, MalformedMessageError, StoreError
 from qnet.quantum.link import key_id_strings
 from qnet.scenarios.simulate import (
@@ -75,7 +75,7 @@ from qnet.scenarios.simulate import (
 )
 from qnet.scenarios.spec import FaultAction, NetworkSpec
 from qnet.security.envelope import EnvelopeError, Opened
-from qnet.servers.errors import ETSI014_STATUS, status_of
+from qnet.servers.errors import ETSI014_STATUS, error_body, status_of
 from qnet.service.etsi014 import ETSI014Service, KMELimits
 from qnet.sim.kernel import Kernel
 
@@ -250,7 +250,8 @@ class KMNetwork:
                 receiver.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
                 exc = InvalidRequestError(exc.message, exc.details)
             status = status_of(exc, ETSI014_STATUS) or 503
-            raise PeerError(f"peer refused the message ({status}): {exc.message}", status, error_answer(exc)) from None
+            raise PeerError(f"peer refused the message ({status}): {exc.message}", status,
+                            error_body(exc.message, list(exc.details))) from None
 
     # -- one period --------------------------------------------------------------------------------
 

@@ -38,7 +38,6 @@ from qnet.errors import UnavailableError
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.peers import Outbox, Peers, Synchroniser
 from qnet.keys.relay import RelayRequest
-from qnet.keys.relay_policy import HoldDown
 from qnet.keys.relayer import Relayer, Waiting
 from qnet.keys.store import DeliveredKey, KeyStore
 from qnet.management.audit import AuditError, AuditLog, KeySupplyAudit, audit_path
@@ -189,44 +188,17 @@ class KMENode:
         self._threads: list[threading.Thread] = []
         self._feeders: list[BaseProcess] = []
 
-    # -- what the control agent sets (the relay's picture) ---------------------------------------------
+    # -- what the controller last said (read by the inventory) ----------------------------------------
 
     @property
     def control_states(self) -> dict[str, LinkState]:
         """Every link's state as the controller last reported it (empty without a controller)."""
         return self.routing.states
 
-    @control_states.setter
-    def control_states(self, states: dict[str, LinkState]) -> None:
-        self.routing.states = states
-
-    @property
-    def session_routes(self) -> dict[str, list[str]]:
-        """Target node -> the route of a session the controller admitted from here."""
-        return self.relayer.session_routes
-
-    @session_routes.setter
-    def session_routes(self, routes: dict[str, list[str]]) -> None:
-        self.relayer.session_routes = routes
-
-    @property
-    def drained(self) -> set[str]:
-        """Nodes the operator drained: no relay passes through them (from the controller)."""
-        return self.relayer.drained
-
-    @drained.setter
-    def drained(self, nodes: set[str]) -> None:
-        self.relayer.drained = nodes
-
     @property
     def sessions(self) -> list[dict[str, Any]]:
         """The sessions that start here, as the controller last described them."""
         return self.control.sessions
-
-    @property
-    def hold_down(self) -> HoldDown:
-        """Nodes and links that failed a relay recently (routed around)."""
-        return self.relayer.hold_down
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
