@@ -33,24 +33,34 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-class AsCaller:
-    """``app`` as reached by a client whose certificate names ``cn`` (what the KME's TLS protocol
-    puts in the ASGI scope); ``cn=None``: no client certificate."""
+def role_of(cn: str | None) -> str | None:
+    """The role the tests' certificates give a name: ``operator``, ``sae`` for names starting
+    ``SAE``, else ``kme`` (the tests' KMEs are Alice, Bob, A, B...)."""
+    if cn is None:
+        return None
+    return "operator" if cn == "operator" else "sae" if cn.upper().startswith("SAE") else "kme"
 
-    def __init__(self, app: ASGIApp, cn: str | None) -> None:
-        self.app, self.cn = app, cn
+
+class AsCaller:
+    """``app`` as reached by a client whose certificate names ``cn`` with ``role`` (what the
+    servers' TLS protocol puts in the ASGI scope; the role :func:`role_of` the name by default);
+    ``cn=None``: no client certificate."""
+
+    def __init__(self, app: ASGIApp, cn: str | None, role: str | None = "") -> None:
+        self.app, self.cn, self.role = app, cn, role_of(cn) if role == "" else role
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope = {**scope, "extensions": {"tls": {"client_cert_cn": self.cn}}}
+            scope = {**scope, "extensions": {"tls": {"client_cert_cn": self.cn, "client_cert_role": self.role}}}
         await self.app(scope, receive, send)
 
 
 def asgi_request(runner: asyncio.Runner, app: ASGIApp, caller: str | None, method: str, path: str,
-                 **kwargs: Any) -> httpx.Response:
-    """One request to ``app`` in-process, as a client whose certificate names ``caller``."""
+                 *, role: str | None = "", **kwargs: Any) -> httpx.Response:
+    """One request to ``app`` in-process, as a client whose certificate names ``caller`` with
+    ``role`` (:class:`AsCaller`)."""
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=AsCaller(app, caller))
+        transport = httpx.ASGITransport(app=AsCaller(app, caller, role))
         async with httpx.AsyncClient(transport=transport, base_url="http://qnet") as http:
             return await http.request(method, path, **kwargs)
     return runner.run(go())

@@ -119,12 +119,14 @@ def test_json_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
 def test_markup_in_user_strings_is_printed_verbatim(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Names that look like rich markup are shown as written, not interpreted (nor crash)."""
     spec = tmp_path / "[bold]net.yaml"
-    spec.write_text("name: '[/x]'\nnodes: [{name: '[/a]'}, {name: B}]\n"
-                    "links: [{name: '[red]l', endpoints: ['[/a]', B], length_km: 10}]\n")
+    spec.write_text("name: '[/x]'\nnodes: [{name: A}, {name: B}]\nlinks: [{endpoints: [A, B], length_km: 10}]\n")
     code, out, _ = run(capsys, "validate", str(spec))
     assert code == 0 and "[bold]net.yaml" in out and "'[/x]'" in out
     code, out, _ = run(capsys, "keyrate", "--spec", str(spec))
-    assert code == 0 and "[red]l" in out and "[/a]-B" in out
+    assert code == 0 and "A-B" in out
+    spec.write_text("name: x\nnodes: [{name: '[/a]'}, {name: '[red]B'}]\n")  # a name is no identity: refused
+    code, _, err = run(capsys, "validate", str(spec))
+    assert code == 1 and "(got '[/a]')" in err and "(got '[red]B')" in err
 
 
 def test_validate_ok_and_broken(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The audit log of live KMEs: Alice records the keys SAE_A gets (enc_keys), Bob those SAE_B gets
-(dec_keys), each in audit/NODE.jsonl of the deployment; `qnet audit verify` passes on both and fails
-once a byte is flipped."""
+(dec_keys), each in audit/NODE.jsonl of the deployment; `qnet audit verify` passes on both (each
+head signed in its KME's store) and fails once the last record is cut off, the file emptied, or a
+byte flipped."""
 
 from __future__ import annotations
 
@@ -47,7 +48,15 @@ def test_live_kmes_audit_their_key_supply(tmp_path: Path, capsys: pytest.Capture
 
     for node, path in logs.items():
         assert main(["audit", "verify", str(path)]) == 0
-        assert f"ok {len(rows[node])} records, chain intact" in capsys.readouterr().out
+        said = " ".join(capsys.readouterr().out.split())
+        assert f"ok {len(rows[node])} records, chain intact; its head signed at record {len(rows[node])}" in said
+
+    whole = logs["Alice"].read_bytes()  # the last record cut off, then every record (issue 18.5)
+    for cut in (whole[:whole.rindex(b"\n", 0, -1) + 1], b""):
+        logs["Alice"].write_bytes(cut)
+        assert main(["audit", "verify", str(tmp_path)]) == 1
+        assert "truncated" in capsys.readouterr().err
+    logs["Alice"].write_bytes(whole)
 
     data = bytearray(logs["Bob"].read_bytes())
     at = data.index(ids[1].encode()) + 3  # a byte of the second record's key_ID

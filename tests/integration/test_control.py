@@ -16,7 +16,7 @@ import httpx
 
 from qnet.scenarios.deploy import CONTROL_PERIOD_S
 from qnet.security.envelope import seal
-from qnet.security.pki import load_signing_key
+from qnet.security.pki import PKI, load_signing_key
 from tests.integration.conftest import LiveNet
 
 API = "/api/v1/keys"
@@ -130,7 +130,7 @@ def test_the_control_api_refuses_what_the_caller_may_not_do(ring: LiveNet) -> No
     url = _ctl(ring)
     with ring.client("SAE_3") as sae, ring.client("operator", kind="operator") as op:
         r = sae.post(f"{url}/links/R0-R1/cut")
-        assert r.status_code == 403 and "not an operator" in r.json()["message"]
+        assert r.status_code == 403 and "role 'sae', not operator" in r.json()["message"]
         r = sae.post(f"{url}/sessions", json={"source": "SAE_0", "destination": "SAE_3"})
         assert r.status_code == 403 and "only its own sessions" in r.json()["message"]
         r = op.post(f"{url}/links/nope/cut")
@@ -140,7 +140,13 @@ def test_the_control_api_refuses_what_the_caller_may_not_do(ring: LiveNet) -> No
         r = op.post(f"{url}/sessions", json={"source": "SAE_0", "destination": "SAE_3", "QoS": {"priority": -1}})
         assert r.status_code == 400 and "priority" in r.json()["message"]
         r = op.post(f"{url}/reports", json={"links": []})
-        assert r.status_code == 403 and "not a KME" in r.json()["message"]
+        assert r.status_code == 403 and "role 'operator', not kme" in r.json()["message"]
+    PKI(ring.root).issue("sae", "R1")  # an SAE certificate of the CA, named like a node (issue 18.1)
+    with ring.client("R1", kind="sae") as impostor:
+        r = impostor.post(f"{url}/reports", json={"links": [{"link_id": "R0-R1", "stored_units": 1,
+                                                              "key_rate_bps": 1, "up": False}]})
+        assert r.status_code == 403 and "role 'sae', not kme" in r.json()["message"]
+        assert impostor.get(f"{ring.url('R0')}/km/v1/ping").status_code == 403
     with ring.client("R1", kind="kme") as kme:
         r = kme.post(f"{url}/reports", json={"links": [{"link_id": "R3-R4", "stored_units": 1, "key_rate_bps": 1}]})
         assert r.status_code == 400 and "not a link of node 'R1'" in r.json()["message"]

@@ -139,7 +139,7 @@ def _km_post(live: LiveNet, data: bytes, as_node: str = "Alice") -> httpx.Respon
 
 def test_km_messages_forged_tampered_replayed_are_refused(live: LiveNet) -> None:
     """KM-to-KM: a valid message is accepted once; its replay, a tampered copy, one signed by the wrong
-    key, and one arriving over another node's TLS identity are refused with 401."""
+    key are refused with 401; one arriving over another node's TLS identity (not a peer) with 403."""
     alice_key = load_signing_key(live.root / "kme" / "Alice.mldsa.key")
     bob_key = load_signing_key(live.root / "kme" / "Bob.mldsa.key")
     import time
@@ -156,8 +156,8 @@ def test_km_messages_forged_tampered_replayed_are_refused(live: LiveNet) -> None
     assert "bad signature" in _km_post(live, forged).json()["message"]
     stale = seal(body, sender="Alice", receiver="Bob", key=alice_key, now_s=time.time() - 3600)
     assert "stale" in _km_post(live, stale).json()["message"]
-    assert "came from" in _km_post(live, seal(body, sender="Alice", receiver="Bob", key=alice_key,
-                                              now_s=time.time()), as_node="Bob").json()["message"]
+    other = _km_post(live, seal(body, sender="Alice", receiver="Bob", key=alice_key, now_s=time.time()), as_node="Bob")
+    assert other.status_code == 403 and "not a peer KME of Bob" in other.json()["message"]  # before the body
 
 
 def test_openapi_document_describes_the_api(live: LiveNet) -> None:

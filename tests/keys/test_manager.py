@@ -172,3 +172,24 @@ def test_a_relay_node_short_of_key_says_so_with_its_figures(tmp_path: Path) -> N
         b.relay_step(Opened("A", "n1", 2.0, hop.body))
     assert err.value.details == [{"link_id": "B-C", "available_units": "0", "needed_units": "6"}]
     assert (err.value.needed_units, err.value.available_units) == (6, 0)
+
+
+def test_a_flood_of_refused_messages_is_one_event_a_window_and_every_one_counted(pair: Pair) -> None:
+    """Issue 18.2: 300 junk KM messages over 3 minutes from one sender made 300 events (and, re-sent
+    with every report that timed out, over 2,000 critical alarms). Now the first is told, the
+    repeats are counted, and one summary a window (10 s) says how many: about 19 events, whose
+    counts add up to the 300 refusals; another sender's first refusal is told at once."""
+    a = pair.a
+    for i in range(300):
+        pair.now[0] = 100.0 + i * 0.6
+        a.refuse(f"bad signature #{i}", "Bob")
+    pair.now[0] += 30.0
+    a.summarise_repeats(pair.now[0])
+    refused = [e for e in a.events if e.kind == "km-message-refused"]
+    assert 2 <= len(refused) <= 20
+    assert sum(e.count for e in refused) == 300
+    assert refused[0].detail == "bad signature #0 (from Bob)" and refused[0].count == 1
+    assert "more km-message-refused (from Bob)" in refused[-1].detail
+    a.refuse("bad signature", "Mallory")
+    assert a.events[-1].detail == "bad signature (from Mallory)"
+    assert [e.seq for e in a.events] == list(range(1, len(a.events) + 1))

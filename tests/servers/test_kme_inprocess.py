@@ -37,7 +37,7 @@ class Pair:
         spec = load_spec(ROOT / "examples" / "two-nodes.yaml")
         ports = {"Alice": 1, "Bob": 2, "controller": 3, "dashboard": 4}  # never bound: nothing listens
         dep = init_deployment(root, spec, ports=ports, source={"kind": "prng", "max_units": 5000})
-        self.nodes = {n: KMENode(load_config(dep.configs[n])) for n in ("Alice", "Bob")}
+        self.nodes = {n: KMENode(load_config(dep.configs[n]), dep.configs[n]) for n in ("Alice", "Bob")}
         self.apps = {n: create_app(node) for n, node in self.nodes.items()}
         alice = self.nodes["Alice"]
         feeds = make_feeds("Alice", alice.config.links, alice.store, alice.config.unit_bits)
@@ -96,7 +96,8 @@ def test_status_then_keys_identical_at_both_ends_and_served_once(pair: Pair) -> 
     ("Alice", None, "GET", f"{API}/SAE_B/status", None, 401, "no client certificate"),
     ("Alice", "SAE_A", "GET", f"{API}/SAE_Q/status", None, 401, "slave"),
     ("Bob", "SAE_B", "POST", f"{API}/SAE_A/dec_keys", {"key_IDs": [{"key_ID": "nope"}]}, 400, "key_ID"),
-    ("Alice", "SAE_B", "GET", "/km/v1/ping", None, 403, "not a peer KME"),
+    ("Alice", "SAE_B", "GET", "/km/v1/ping", None, 403, "role 'sae', not kme"),
+    ("Alice", "Bob", "POST", f"{API}/SAE_B/enc_keys", {"number": 1}, 401, "role 'kme', not sae"),
 ])
 def test_every_refusal_has_the_standards_status_and_error_body(
         pair: Pair, node: str, caller: str | None, method: str, path: str, body: dict[str, Any] | None,
@@ -154,3 +155,33 @@ def test_a_signed_but_malformed_km_message_is_refused_with_400_and_no_traceback(
     assert r.status_code == 400, r.text
     assert "malformed" in r.json()["message"]
     assert not [rec for rec in caplog.records if rec.exc_info]
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(pair: Pair) -> None:
+    """Issue 18.3: 413 from Content-Length at once, and from a chunked body as it passes the limit
+    (the KME stops reading); a KM message from a caller that is no peer KME is refused before its body
+    is read at all."""
+    from qnet.servers.kme import KM_BODY_BYTES, SAE_BODY_BYTES
+
+    read: list[int] = []
+
+    async def chunks(n: int) -> Any:
+        for _ in range(n):
+            read.append(1)
+            yield b" " * 65536
+
+    big = b'{"number": 1' + b" " * SAE_BODY_BYTES + b"}"
+    json_type = {"content-type": "application/json"}
+    r = pair.call("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", content=big, headers=json_type)
+    assert r.status_code == 413 and "at most" in r.json()["message"]
+    r = pair.call("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", content=chunks(100), headers=json_type)
+    assert r.status_code == 413 and len(read) <= SAE_BODY_BYTES // 65536 + 2
+    read.clear()
+    r = pair.call("Alice", "Bob", "POST", "/km/v1/messages", content=chunks(KM_BODY_BYTES // 65536 + 50))
+    assert r.status_code == 413 and len(read) <= KM_BODY_BYTES // 65536 + 2
+    for stranger in ("SAE_A", "Mallory"):
+        read.clear()
+        r = pair.call("Alice", stranger, "POST", "/km/v1/messages", content=chunks(100))
+        assert r.status_code == 403 and len(read) <= 2, (stranger, r.text)
+    ok = pair.call("Alice", "SAE_A", "POST", f"{API}/SAE_B/enc_keys", json={"number": 1})
+    assert ok.status_code == 200, ok.text

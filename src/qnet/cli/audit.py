@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +22,75 @@ _PATH_HELP = ("An audit log (DIR/audit/NODE.jsonl), a directory of them, or a de
 
 @app.command("verify")
 def verify(path: Path = typer.Argument(..., show_default=False, help=_PATH_HELP)) -> None:
-    """Check each audit log's hash chain: "ok N records, chain intact", or exit status 1 naming the
-    first record that was altered, removed, reordered or torn, and why.
+    """Check each audit log's hash chain, and that it reaches the newest head its KME signed
+    (kept in its store and at its peers, in a deployment directory): "ok N records, chain intact",
+    or exit status 1 naming the first record that was altered, removed, reordered or torn, or the
+    records cut off the end, and why.
 
     Example:  qnet audit verify demo/audit/Alice.jsonl
     """
     from qnet.management.audit import audit_files
-    from qnet.management.audit import verify as check
 
+    root = path if path.is_dir() else path.parent.parent if path.parent.name == "audit" else None
+    anchors = _anchors(root) if root is not None else {}
+    if not path.exists() and (root is None or path.stem not in anchors):
+        audit_files(path)  # raises: no such file
+    files = {f.stem: f for f in audit_files(path)} if path.exists() else {}
+    if root is not None and (path.is_dir() or not path.exists()):  # a KME whose log is gone, its head anchored
+        files |= {kme: root / "audit" / f"{kme}.jsonl" for kme in anchors if kme not in files
+                  and (path.is_dir() or kme == path.stem)}
     failed = 0
-    for file in audit_files(path):
-        verdict = check(file)
-        if verdict.ok:
-            console.print(f"{escape(str(file))}: ok {verdict.records} records, chain intact", highlight=False)
+    for _, file in sorted(files.items()):
+        ok, message = _verdict(file, anchors.get(file.stem, []))
+        if ok:
+            console.print(f"{escape(str(file))}: {escape(message)}", highlight=False)
         else:
             failed += 1
-            err_console.print(f"[bold red]{escape(str(file))}: FAILED[/] at {escape(verdict.reason)} "
-                              f"({verdict.records} intact record(s) before it)", highlight=False)
+            err_console.print(f"[bold red]{escape(str(file))}: FAILED[/] at {escape(message)}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _verdict(file: Path, held: list[tuple[str, Any]]) -> tuple[bool, str]:
+    """Whether a log is whole (its chain, and its end against the newest of its anchors ``held``)
+    and what to say."""
+    from qnet.management.audit import verify as check
+    from qnet.management.audit_anchor import anchored_problem
+
+    if not file.exists():
+        return False, anchored_problem(file, [a for _, a in held]) or "missing"
+    verdict = check(file)
+    if not verdict.ok:
+        return False, f"{verdict.reason} ({verdict.records} intact record(s) before it)"
+    if problem := anchored_problem(file, [a for _, a in held]):
+        return False, problem
+    if not held:
+        return True, f"ok {verdict.records} records, chain intact; no anchor of its head found (a cut-off end " \
+                     "would not show)"
+    where = ", ".join(sorted({w for w, _ in held}))
+    return True, (f"ok {verdict.records} records, chain intact; its head signed at record "
+                  f"{max(a.seq for _, a in held)} ({where})")
+
+
+def _anchors(root: Path) -> dict[str, list[tuple[str, Any]]]:
+    """KME_ID -> (where kept, anchor) for every validly signed anchor in a deployment's stores: each
+    KME's own and those its peers keep of it."""
+    from qnet.management.audit_anchor import ANCHOR_META, PEER_ANCHOR_META, valid_anchors
+    from qnet.security.pki import load_verify_key
+
+    kept: dict[str, dict[str, str]] = {}
+    for config, store in _kme_stores(root):
+        for name, value in store.meta("audit").items():
+            if name == ANCHOR_META:
+                kept.setdefault(config.kme_id, {})["its store"] = value
+            elif name.startswith(PEER_ANCHOR_META):
+                kept.setdefault(name.removeprefix(PEER_ANCHOR_META), {})[f"{config.kme_id}'s store"] = value
+    out = {}
+    for kme, values in kept.items():
+        key_path = root / "kme" / f"{kme}.mldsa.pub"
+        if key_path.is_file():
+            out[kme] = valid_anchors(values, kme, load_verify_key(key_path))
+    return out
 
 
 @app.command("report")
@@ -65,12 +116,21 @@ def report(
 
 def _store_usage(root: Path) -> dict[tuple[str, str], dict[str, int]]:
     """What the SQLite stores of a deployment directory's KMEs spent per link (none elsewhere)."""
-    from qnet.errors import QNetError
-    from qnet.keys.store import KeyStore
     from qnet.management.audit import store_usage
-    from qnet.servers.config import load_config
 
     usage: dict[tuple[str, str], dict[str, int]] = {}
+    for config, store in _kme_stores(root):
+        usage |= store_usage(store, config.unit_bits)
+    return usage
+
+
+def _kme_stores(root: Path) -> Iterator[tuple[Any, Any]]:
+    """(configuration, opened store) of each KME of a deployment directory whose store is an
+    existing SQLite file: never a store created, never a server reached."""
+    from qnet.errors import QNetError
+    from qnet.keys.store import KeyStore
+    from qnet.servers.config import load_config
+
     for config_path in sorted(root.glob("*.json")):
         try:
             config = load_config(config_path)
@@ -78,13 +138,12 @@ def _store_usage(root: Path) -> dict[tuple[str, str], dict[str, int]]:
             continue  # not a KME configuration (endpoints.json, ...)
         db = config.store_url.removeprefix("sqlite:///")
         if not config.store_url.startswith("sqlite:///") or not Path(db).is_file():
-            continue  # only an existing SQLite file: never create a store, never reach a server
+            continue
         store = KeyStore(config.store_url, config.kme_id)
         try:
-            usage |= store_usage(store, config.unit_bits)
+            yield config, store
         finally:
             store.close()
-    return usage
 
 
 def _tables(data: dict[str, Any]) -> None:

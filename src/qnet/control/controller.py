@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from qnet.control.events import ControlEvent, EventKind, Severity
+from qnet.control.events import ControlEvent, EventKind, KMEEventIntake, ReportedEvent, Severity
 from qnet.control.routing import (
     Cost,
     FeedModeName,
@@ -188,6 +188,8 @@ class Controller:
         every event of the controller's own; a key manager that waits on it hears of a cut at once."""
         self._states: tuple[tuple[float, int], dict[str, LinkState]] | None = None
         self.events: deque[ControlEvent] = deque(maxlen=5000)
+        self.intake = KMEEventIntake()
+        """The key managers' events, each taken once, floods counted."""
         self.listeners: list[Callable[[ControlEvent], None]] = []
         """Called with every event as it happens (the management layer's alarm store, streams)."""
         self.route_changes = 0
@@ -203,9 +205,11 @@ class Controller:
     # -- monitoring ------------------------------------------------------------------------------------
 
     def report(self, node: str, reports: Iterable[LinkReport], now_s: float,
-               events: Iterable[tuple[float, KMEEvent | str, str]] = ()) -> dict[str, Any]:
-        """Take a key manager's reports (and its events: (time, kind, detail)); answer with the
-        network's link states and the control period.
+               events: Iterable[Sequence[Any]] = (), *, boot: str | None = None) -> dict[str, Any]:
+        """Take a key manager's reports (and its events: (time, kind, detail[, seq, count]), as
+        :class:`~qnet.control.events.ReportedEvent`, from its start ``boot``); answer with the
+        network's link states and the control period. Each event is filed once, and floods are
+        counted rather than each filed (:class:`~qnet.control.events.KMEEventIntake`).
 
         Raises:
             InvalidRequestError: for an unknown node, a link that is not the node's or an unknown event kind.
@@ -217,8 +221,8 @@ class Controller:
             link = self.links.get(rep.link_id)
             if link is None or node not in link.ends:
                 raise InvalidRequestError(f"link {rep.link_id!r} is not a link of node {node!r}")
-        events = list(events)
-        unknown = sorted({str(kind) for _, kind, _ in events if kind not in _KME_EVENTS})
+        taken = [ReportedEvent(*e) for e in events]
+        unknown = sorted({str(e.kind) for e in taken if e.kind not in _KME_EVENTS})
         if unknown:
             raise InvalidRequestError(f"unknown event kind(s) {', '.join(map(repr, unknown))}; a key manager "
                                     f"reports one of {', '.join(sorted(_KME_EVENTS))}")
@@ -233,23 +237,20 @@ class Controller:
         if node in self._silent:
             self._silent.discard(node)
             self._event(now_s, EventKind.NODE_REACHABLE, node, Severity.CLEARED, "its key manager reports again")
-        for time_s, reported, detail in events:
-            kind = EventKind.from_kme(KMEEvent(reported))  # not to be taken for the controller's own
-            severity = Severity.CRITICAL if kind is EventKind.AUTH_FAILURE else Severity.INFO
-            self._event(time_s, kind, node, severity, detail, own=False)
+        self._file_kme_events([(node, e) for e in self.intake.take(node, taken, now_s, boot)])
         self._check_alarms(now_s)
         self._check_links(now_s)
         return self.directive(now_s)
 
     def answer(self, node: str, reports: Iterable[LinkReport], now_s: float,
-               events: Iterable[tuple[float, KMEEvent | str, str]] = ()) -> dict[str, Any]:
+               events: Iterable[Sequence[Any]] = (), *, boot: str | None = None) -> dict[str, Any]:
         """A key manager's whole exchange: take its report (:meth:`report`), then answer with the
         directive, the sessions that start at it, and the revision after re-routing.
 
         Raises:
             InvalidRequestError: as :meth:`report`.
         """
-        answer = self.report(node, reports, now_s, events)
+        answer = self.report(node, reports, now_s, events, boot=boot)
         answer["sessions"] = [s.as_dict() for s in self.sessions.values() if s.route[0] == node]
         self.reroute(now_s)
         answer["revision"] = self.revision
@@ -258,6 +259,7 @@ class Controller:
     def tick(self, now_s: float) -> None:
         """Notice key managers that fell silent (node unreachable) and links that went down with them;
         the live controller calls this every period, the simulator need not."""
+        self._file_kme_events(self.intake.due(now_s))
         for node, at in self._heard.items():
             if now_s - at > self.silence_s and node not in self._silent:
                 self._silent.add(node)
@@ -610,6 +612,12 @@ class Controller:
         bases = {basis for _, basis in rates}
         basis = bases.pop() if len(bases) == 1 else RateBasis.MIXED if bases else RateBasis.PLANNED
         return sum(rate for rate, _ in rates), basis
+
+    def _file_kme_events(self, events: Iterable[tuple[str, ReportedEvent]]) -> None:
+        for node, event in events:
+            kind = EventKind.from_kme(KMEEvent(event.kind))  # not to be taken for the controller's own
+            severity = Severity.CRITICAL if kind is EventKind.AUTH_FAILURE else Severity.INFO
+            self._event(event.time_s, kind, node, severity, event.detail, own=False)
 
     def _event(self, now_s: float, kind: EventKind, place: str, severity: Severity, detail: str,
                own: bool = True) -> None:

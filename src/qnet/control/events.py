@@ -11,13 +11,14 @@ message is the controller's ``auth-failure``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from qnet.keys.events import KMEEvent
+from qnet.keys.events import REPEAT_WINDOW_S, KMEEvent, Repeats
 
-__all__ = ["ControlEvent", "EventKind", "Severity"]
+__all__ = ["ControlEvent", "EventKind", "KMEEventIntake", "ReportedEvent", "Severity"]
 
 
 class Severity(StrEnum):
@@ -91,3 +92,56 @@ class ControlEvent:
         """A JSON-ready mapping."""
         return {"time_s": self.time_s, "kind": self.kind.value, "place": self.place,
                 "severity": self.severity.value, "detail": self.detail}
+
+
+class ReportedEvent(NamedTuple):
+    """An event as a key manager reports it: ``seq`` numbers its events (None: not numbered, as
+    in tests), ``occurrences`` is how many it stands for (its report's ``count``)."""
+
+    time_s: float
+    kind: str
+    detail: str
+    seq: int | None = None
+    occurrences: int = 1
+
+
+class KMEEventIntake:
+    """The events key managers report, each taken once and floods held back.
+
+    A report the controller took but whose answer was lost is sent again whole: the events' ``seq``
+    (counted afresh from each start of a key manager: ``boot``) make each count once. Repeats of
+    one kind from one node within :data:`~qnet.keys.events.REPEAT_WINDOW_S` are counted and told in
+    one event a window (:meth:`due`), so that a node (or anyone holding a KME certificate) cannot
+    flood the alarm store and the event streams.
+    """
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S, burst: int = 5) -> None:
+        self._seen: dict[str, tuple[str | None, int]] = {}  # node -> (boot, last seq taken)
+        self._repeats = Repeats(window_s=window_s, burst=burst)
+
+    def take(self, node: str, events: Iterable[Sequence[Any]], now_s: float,
+             boot: str | None = None) -> list[ReportedEvent]:
+        """The events of a report to file now (not seen before, not held back as repeats)."""
+        seen_boot, last = self._seen.get(node, (boot, 0))
+        last = last if seen_boot == boot else 0
+        out = []
+        for raw in events:
+            event = ReportedEvent(*raw)
+            if event.seq is not None:
+                if event.seq <= last:
+                    continue
+                last = event.seq
+            if self._repeats.admit((node, event.kind), now_s, max(int(event.occurrences), 1)):
+                out.append(event)
+        self._seen[node] = (boot, last)
+        return out
+
+    def due(self, now_s: float) -> list[tuple[str, ReportedEvent]]:
+        """(node, summary event) for each node and kind whose repeats' window has ended."""
+        out = []
+        for summary in self._repeats.due(now_s):
+            node, kind = cast(tuple[str, str], summary.key)
+            detail = (f"{summary.count} more {kind} from {node} in the last {now_s - summary.since_s:.0f} s; "
+                      "repeats are counted, not each told")
+            out.append((node, ReportedEvent(now_s, kind, detail, None, summary.count)))
+        return out

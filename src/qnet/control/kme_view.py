@@ -66,7 +66,7 @@ class KMEControlView:
         self.sessions: list[dict[str, Any]] = []
         """The sessions that start here, as the controller last described them."""
         self._history: dict[str, deque[tuple[float, int]]] = {}
-        self._events_sent = 0.0
+        self._events_sent = 0  # the seq of the last event the controller took
         self._cut: set[str] = set()
         self._eve: set[str] = set()
         self._lagging: set[str] = set()
@@ -74,16 +74,20 @@ class KMEControlView:
         self._stocks: dict[str, tuple[float, int]] = {}
 
     def report(self, now: float) -> dict[str, Any]:
-        """The body of this period's report: each link's view and the events not yet sent."""
-        events = [e for e in self.manager.events if e.time_s > self._events_sent][-1000:]
-        return {"links": self.reports(now), "events": [{"time_s": e.time_s, "kind": e.kind, "detail": e.detail[:2000]}
-                                                       for e in events]}
+        """The body of this period's report: each link's view and the events not yet sent (each
+        with its ``seq``, so that the controller takes it once however often the report is sent,
+        and its ``count``, more than 1 for a summary of repeats)."""
+        self.manager.summarise_repeats(now)
+        events = [e for e in self.manager.events if e.seq > self._events_sent][-1000:]
+        return {"links": self.reports(now), "boot": self.manager.boot, "events": [
+            {"time_s": e.time_s, "kind": e.kind, "detail": e.detail[:2000], "seq": e.seq, "count": e.count}
+            for e in events]}
 
     def answered(self, report: Mapping[str, Any], answer: Mapping[str, Any]) -> None:
         """The controller took ``report`` and answered: its events are sent; take the picture."""
         self.apply(answer)
         if report["events"]:
-            self._events_sent = report["events"][-1]["time_s"]
+            self._events_sent = max(self._events_sent, report["events"][-1]["seq"])
 
     def reports(self, now: float) -> list[dict[str, Any]]:
         """This KME's view of each of its links (the controller's ``LinkReport`` fields)."""

@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from qnet.keys import relay
-from qnet.keys.events import KMEEvent, KMMessage
+from qnet.keys.events import KMEEvent, KMMessage, Repeats
 from qnet.keys.store import DeliveredKey, KeyStore, MalformedMessageError, StoreError
 from qnet.security.envelope import WINDOW_S, EnvelopeError, Opened
 
@@ -81,11 +82,15 @@ class LinkInfo:
 
 @dataclass(frozen=True)
 class Event:
-    """Something an operator should hear about (no key material)."""
+    """Something an operator should hear about (no key material): ``seq`` numbers a key manager's
+    events from 1 (the controller takes each once, however often a report is re-sent); ``count``
+    is how many occurrences it stands for (more than 1: a summary of repeats)."""
 
     time_s: float
     kind: KMEEvent
     detail: str
+    seq: int = 0
+    count: int = 1
 
 
 class KeyManager:
@@ -112,6 +117,10 @@ class KeyManager:
         self._local, self._remote = frozenset(local_saes), dict(remote_saes)
         self.access = {sae: frozenset(peers) for sae, peers in (access or {}).items()}
         self.events: deque[Event] = deque(maxlen=1000)
+        self._seq = 0
+        self.boot = secrets.token_hex(8)
+        """This start of the key manager (its events' ``seq`` count from 1 at each)."""
+        self._repeats = Repeats()
         self.peer_ok: Callable[[str], bool] = lambda peer: True
         self.out_of_service: set[str] = set()
         """link_ids the controller took out of service (cut): no keys are served or relayed over them."""
@@ -364,14 +373,32 @@ class KeyManager:
                 self._low.discard(link_id)
                 self.event(KMEEvent.POOL_OK, f"link {link_id}: {stock} units")
 
-    def event(self, kind: KMEEvent, detail: str) -> None:
-        """Record (and log) an event for the operator."""
-        self.events.append(Event(self.clock(), kind, detail))
+    def event(self, kind: KMEEvent, detail: str, *, place: str | None = None) -> None:
+        """Record (and log) an event for the operator; repeats of ``kind`` at ``place`` (the same
+        detail when None) within :data:`~qnet.keys.events.REPEAT_WINDOW_S` are counted and told in
+        one summary (:class:`~qnet.keys.events.Repeats`)."""
+        now = self.clock()
+        self.summarise_repeats(now)
+        if self._repeats.admit((kind, detail if place is None else place), now):
+            self._record(now, kind, detail, 1)
+
+    def summarise_repeats(self, now: float) -> None:
+        """One event for each kind and place whose repeats' window has ended."""
+        for summary in self._repeats.due(now):
+            kind, place = cast(tuple[KMEEvent, str], summary.key)
+            self._record(now, kind, f"{summary.count} more {kind} ({place}) in the last {now - summary.since_s:.0f} s; "
+                                    "repeats are counted, not each told", summary.count)
+
+    def _record(self, now: float, kind: KMEEvent, detail: str, count: int) -> None:
+        self._seq += 1
+        self.events.append(Event(now, kind, detail, self._seq, count))
         log.warning("%s: %s", kind, detail)
 
-    def refuse(self, reason: str) -> None:
-        """Record a refused KM-to-KM message (forged, tampered, replayed, stale)."""
-        self.event(KMEEvent.KM_MESSAGE_REFUSED, reason)
+    def refuse(self, reason: str, sender: str | None = None) -> None:
+        """Record a refused KM-to-KM message (forged, tampered, replayed, stale) from ``sender``
+        (its TLS identity); repeats from one sender are counted, not each told."""
+        self.event(KMEEvent.KM_MESSAGE_REFUSED, f"{reason} (from {sender})" if sender else reason,
+                   place=f"from {sender}" if sender else "unknown sender")
 
 
 def _key_ids(value: object) -> list[str]:

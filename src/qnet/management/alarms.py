@@ -5,7 +5,8 @@ Every event of the controller (:class:`qnet.control.controller.ControlEvent`) an
 manager reports (peer unreachable, KM-to-KM message refused: an authentication failure) is
 recorded. Some kinds raise an **alarm**, which stays active until its clearing kind arrives for the
 same place; an alarm has a time, a place (link, node or session), a severity and, once cleared,
-a cleared-at time:
+a cleared-at time. One kind at one place raises one alarm while it is active (an authentication
+failure too: the events that follow are kept, but the operator clears one alarm, not 2,000):
 
 =====================  =========================  ==========
 raised by              cleared by                 severity
@@ -110,8 +111,8 @@ class AlarmStore:
     def _raise(self, conn: sa.Connection, time_s: float, kind: EventKind, place: str, detail: str) -> Alarm | None:
         active = conn.execute(sa.select(alarms_table.c.id).where(
             alarms_table.c.kind == kind, alarms_table.c.place == place, alarms_table.c.cleared_s.is_(None))).first()
-        if active is not None and kind is not EventKind.AUTH_FAILURE:
-            return None  # already raised
+        if active is not None:
+            return None  # already raised: the event is kept, the alarm stays the one
         result = conn.execute(alarms_table.insert().values(kind=kind, place=place, severity=RAISES[kind][1],
                                                            raised_s=time_s, detail=detail))
         row_id = int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0

@@ -17,9 +17,11 @@ read only key_IDs from what is handed out.
 Tamper evidence: record ``n`` carries ``seq`` = n, ``prev`` = the hash of record n-1 (the first one
 links to :data:`GENESIS`) and ``hash`` = SHA-256 over ``prev`` followed by the record's canonical
 JSON without ``hash`` (sorted keys, no spaces, UTF-8). Changing, removing, inserting, reordering or
-truncating a record breaks the chain at that record, and :func:`verify` names it. A hash chain
-alone does not stop someone who rewrites the whole file from the altered record on (recomputing
-every later hash); anchoring the head hash elsewhere now and then would, and is not done here.
+tearing a record breaks the chain at that record, and :func:`verify` names it. A hash chain alone
+does not show the last records removed, the file emptied, or the whole file rewritten from an
+altered record on (every later hash recomputed): the KME anchors its head, signed, in its store and
+at its peers (:mod:`qnet.management.audit_anchor`), and a log that falls short of its anchor is
+found.
 
 Where: one JSON Lines file per KME, ``audit/NODE.jsonl`` in the deployment directory, beside the
 KME's configuration (:func:`audit_path`). A file rather than a table in the KME's store because
@@ -32,8 +34,9 @@ that instant (never the other way round: nothing is recorded that was not handed
 (the keys of one request) is written, flushed and fsync'ed before the keys leave the KME; if the
 log cannot be written, the request fails (503) rather than hand out keys without a record.
 
-A KME that restarts continues the chain from the last intact record; a line torn by a crash stays
-in the file, and :func:`verify` reports it.
+A KME that restarts continues the chain from the last intact record, unless the log is behind its
+anchor (then it refuses to start); a line torn by a crash stays in the file, and :func:`verify`
+reports it.
 
 Accounting (:func:`accounting`): key bits per application (master SAE and its slaves) and per link,
 from the records, and per link from the store (:func:`store_usage`: the units each link spent, by
@@ -77,7 +80,7 @@ from qnet.keys.store import keys_table as keys
 
 __all__ = ["FIELDS", "GENESIS", "Accounting", "AuditError", "AuditEvent", "AuditLog", "AuditRecord",
            "KeySupplyAudit", "Usage", "Verdict", "accounting", "audit_files", "audit_path", "read_records",
-           "store_usage", "verify"]
+           "read_rows", "store_usage", "verify"]
 
 log = logging.getLogger("qnet.audit")
 
@@ -419,6 +422,15 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not verdict.ok:
         raise AuditError(f"{path}: chain broken at {verdict.reason} (see qnet audit verify)")
     return [json.loads(line) for line in _lines(path)]
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every line of a log that parses as a record, chained or not (none for a missing file)."""
+    try:
+        lines = _lines(path)
+    except AuditError:
+        return []
+    return [row for row in map(_parse, lines) if isinstance(row, dict)]
 
 
 def audit_files(path: Path) -> list[Path]:

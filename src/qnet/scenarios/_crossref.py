@@ -98,9 +98,24 @@ class _Crossref:
                           if (s := _text(item, "sae_id"))}
 
     def problems(self) -> list[Problem]:
-        return [*_duplicates("nodes", self.node_names, "node name", "name"),
+        return [*_duplicates("nodes", self.node_names, "node name", "name"), *self._shared_names(),
                 *self._satellites(), *self._links(), *self._applications(), *self._demands(),
                 *self._excluded(), *self._faults()]
+
+    def _shared_names(self) -> Iterator[Problem]:
+        """A KME_ID and an SAE_ID are both a certificate's CN: no SAE may be named like a node, and
+        no two names may differ only in case (file names on some systems, and people, do not tell).
+        The same name twice in one section is :func:`_duplicates`' to report."""
+        seen: dict[str, tuple[str, int, str]] = {}
+        named = [("nodes", i, "name", n) for i, n in self.node_names] + [
+            ("applications", i, "sae_id", s) for i, item in _items(self.raw, "applications")
+            if (s := _text(item, "sae_id"))]
+        for section, i, field, name in named:
+            first = seen.setdefault(name.lower(), (section, i, name))
+            if first[:2] != (section, i) and (first[0] != section or first[2] != name):
+                yield Problem(f"{section}[{i}].{field}", f"{name!r} is already the name of {first[0]}[{first[1]}] "
+                                                         f"({first[2]!r}): node names and SAE_IDs are identities, "
+                                                         "unique whatever the case")
 
     def _unknown(self, path: str, name: str) -> list[Problem]:
         if name in self.known_nodes:

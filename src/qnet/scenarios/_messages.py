@@ -77,6 +77,7 @@ _MESSAGES: dict[str, Callable[[dict[str, Any], Any], str]] = {
     "list_type": lambda c, v: f"must be a list, got {type(v.value).__name__}",
     "dict_type": lambda c, v: f"must be a mapping, got {type(v.value).__name__}",
     "model_type": lambda c, v: f"must be a mapping, got {type(v.value).__name__}",
+    "value_error": lambda c, v: str(c.get("error", "is not valid")),
     "too_short": _length_message,
     "too_long": _length_message,
 }

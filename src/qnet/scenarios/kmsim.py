@@ -244,7 +244,7 @@ class KMNetwork:
             return receiver.receive(opened)
         except QNetError as exc:  # as the KME's /km/v1/messages answers (qnet.servers.kme)
             if isinstance(exc, EnvelopeError):
-                receiver.manager.refuse(exc.reason)
+                receiver.manager.refuse(exc.reason, sender)
             elif isinstance(exc, StoreError) and not isinstance(exc, MalformedMessageError) and \
                     body.get("type") != KMMessage.RELAY:
                 receiver.manager.event(KMEEvent.SYNC_MISMATCH, exc.message)
@@ -301,7 +301,8 @@ class KMNetwork:
                 continue
             report = node.control.report(now)
             answer = self.ctl.answer(name, [LinkReport.from_dict(r) for r in report["links"]], now,
-                                     [(e["time_s"], e["kind"], e["detail"]) for e in report["events"]])
+                                     [(e["time_s"], e["kind"], e["detail"], e["seq"], e["count"])
+                                      for e in report["events"]], boot=report["boot"])
             node.control.answered(report, answer)
         if any(d.session is None for d in self.demands) and now - self._admitted_s >= ADMIT_RETRY_S:
             self._admitted_s = now

@@ -29,8 +29,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from qnet.security.names import name_problem
 from qnet.units import parse_duration_s
 
 __all__ = [
@@ -50,6 +51,20 @@ __all__ = [
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
 ]
+
+
+def _identity(reserved: bool) -> AfterValidator:
+    def check(name: str) -> str:
+        if (problem := name_problem(name, reserved=reserved)) is not None:
+            raise ValueError(problem)
+        return name
+    return AfterValidator(check)
+
+
+Identity = Annotated[Name, _identity(True)]
+"""A node name or SAE_ID: a certificate's CN, a file name, a URL segment (:mod:`qnet.security.names`)."""
+LinkName = Annotated[Name, _identity(False)]
+"""A link's name: a URL segment of the control API (safe characters; the role words allowed)."""
 ParamValue = float | str | None
 
 
@@ -86,7 +101,7 @@ class Location(_Spec):
 class NodeSpec(_Spec):
     """A node: a site with a key manager (trusted node), an end user, a satellite or a ground station."""
 
-    name: Name
+    name: Identity
     kind: NodeKind = NodeKind.TRUSTED_NODE
     location: Location | None = None
     description: str = ""
@@ -100,7 +115,7 @@ class LinkSpec(_Spec):
     straight line of sight. ``params`` overrides the protocol's device parameters by name.
     """
 
-    name: Name | None = None
+    name: LinkName | None = None
     endpoints: list[Name] = Field(min_length=2, max_length=2)
     medium: Medium = Medium.FIBRE
     length_km: float | None = Field(default=None, gt=0.0, le=1e6)
@@ -119,7 +134,7 @@ class LinkSpec(_Spec):
 class ApplicationSpec(_Spec):
     """A secure application entity (SAE, ETSI GS QKD 014) attached to a node's key manager."""
 
-    sae_id: Name
+    sae_id: Identity
     node: Name
     peers: list[Name] | None = None
     """Access control: the SAEs this one may share keys with (left out: any)."""

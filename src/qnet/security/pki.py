@@ -7,10 +7,15 @@
   client (KM-to-KM calls), its subject CN the KME_ID;
 - one TLS client certificate per SAE, its subject CN the SAE_ID: the KME takes the caller's SAE_ID
   from this and from nothing else (ETSI GS QKD 014 sec. 4.3);
+- every certificate's subject OU is its role (:data:`~qnet.security.names.ROLES`: ``kme``, ``sae``,
+  ``controller``, ``operator``, ``monitor``), set by the CA: the servers grant rights by role and name together,
+  never by a name alone (an SAE named like a node or ``operator`` gets neither's rights), and a
+  certificate without a role is refused;
 - one ML-DSA-65 (FIPS 204) key pair per KME, which signs every KM-to-KM message.
 
 Everything is ``cryptography``; private keys are written with mode 0600. An operator with their own
-CA only needs to put its files at the same paths.
+CA only needs to put its files at the same paths, with each certificate's role in its subject OU.
+Names are checked (:func:`~qnet.security.names.check_name`) before they become file names.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["PKI", "CertPaths", "load_signing_key", "load_verify_key", "subject_cn"]
+from qnet.security.names import ROLES, check_name
+
+__all__ = ["PKI", "CertPaths", "load_signing_key", "load_verify_key", "subject_cn", "subject_role"]
 
 _VALID = dt.timedelta(days=3650)
 
@@ -39,9 +46,10 @@ class CertPaths:
     key: Path
 
 
-def _name(common_name: str) -> x509.Name:
+def _name(common_name: str, role: str | None = None) -> x509.Name:
+    unit = [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role)] if role else []
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qnet")])
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qnet"), *unit])
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | mldsa.MLDSA65PrivateKey) -> None:
@@ -64,12 +72,21 @@ class PKI:
         return self.root / "ca.pem"
 
     def paths(self, kind: str, name: str) -> CertPaths:
-        """Where identity ``name`` of ``kind`` ("kme", "sae", "controller", "operator") lives."""
+        """Where identity ``name`` of ``kind`` (a role: "kme", "sae", "controller", "operator",
+        "monitor") lives.
+
+        Raises:
+            ValueError: for a kind that is not a role, or a name that is not a safe identity name (a
+                KME or an SAE named like a role is refused too).
+        """
+        if kind not in ROLES:
+            raise ValueError(f"unknown kind of identity {kind!r} (known: {', '.join(ROLES)})")
+        check_name(name, f"{kind} name", reserved=kind in ("kme", "sae"))
         return CertPaths(self.root / kind / f"{name}.pem", self.root / kind / f"{name}.key")
 
     def signing_key_path(self, kme_id: str) -> Path:
         """The KME's ML-DSA-65 private key (PEM, PKCS#8); its public key sits beside it (.pub)."""
-        return self.root / "kme" / f"{kme_id}.mldsa.key"
+        return self.root / "kme" / f"{check_name(kme_id, 'KME_ID')}.mldsa.key"
 
     def create_ca(self) -> None:
         """Make the CA (refusing to overwrite one)."""
@@ -90,8 +107,14 @@ class PKI:
         self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, kind: str, name: str) -> CertPaths:
-        """Issue a certificate with subject CN ``name``: KMEs and the controller get server and client
-        use, SAEs and operators client use; KMEs also get an ML-DSA-65 signing pair."""
+        """Issue a certificate with subject CN ``name`` and OU ``kind`` (its role): KMEs and the
+        controller get server and client use, SAEs and operators client use; KMEs also get an
+        ML-DSA-65 signing pair.
+
+        Raises:
+            ValueError: as :meth:`paths`, before anything is written.
+        """
+        paths = self.paths(kind, name)
         ca_key = serialization.load_pem_private_key((self.root / "ca.key").read_bytes(), None)
         ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -99,7 +122,7 @@ class PKI:
         now = dt.datetime.now(dt.UTC)
         server = kind in ("kme", "controller")
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if server else [])
-        builder = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
+        builder = (x509.CertificateBuilder().subject_name(_name(name, kind)).issuer_name(ca.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALID)
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -107,7 +130,6 @@ class PKI:
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        paths = self.paths(kind, name)
         paths.cert.parent.mkdir(parents=True, exist_ok=True)
         _write_key(paths.key, key)
         paths.cert.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
@@ -147,10 +169,19 @@ def load_verify_key(path: Path) -> mldsa.MLDSA65PublicKey:
     return key
 
 
+def _subject(peercert: dict[str, object] | None, attribute: str) -> list[str]:
+    return [str(value) for rdn in (peercert or {}).get("subject", ())  # type: ignore[attr-defined]
+            for attr, value in rdn if attr == attribute]
+
+
 def subject_cn(peercert: dict[str, object] | None) -> str | None:
     """The subject CN of a peer certificate as ``ssl.SSLSocket.getpeercert()`` returns it."""
-    for rdn in (peercert or {}).get("subject", ()):  # type: ignore[attr-defined]
-        for attr, value in rdn:
-            if attr == "commonName":
-                return str(value)
-    return None
+    names = _subject(peercert, "commonName")
+    return names[0] if names else None
+
+
+def subject_role(peercert: dict[str, object] | None) -> str | None:
+    """The role (subject OU, one of :data:`~qnet.security.names.ROLES`) of a peer certificate as
+    ``getpeercert()`` returns it; None when it has none, another, or more than one OU."""
+    units = _subject(peercert, "organizationalUnitName")
+    return units[0] if len(units) == 1 and units[0] in ROLES else None

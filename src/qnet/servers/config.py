@@ -19,9 +19,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from qnet.errors import Problem, SpecError
+from qnet.security.names import check_name
 
 __all__ = ["ControllerConfig", "KMEConfig", "LinkConfig", "NetworkView", "SourceConfig", "TLSFiles",
            "load_config", "load_controller_config"]
@@ -119,10 +120,14 @@ class ControlSettings(_Model):
     period_s: float = Field(default=1.0, gt=0, le=3600)
 
 
+KMEName = Annotated[str, AfterValidator(lambda name: check_name(name, "kme_id"))]
+"""A KME_ID: a safe identity name (:mod:`qnet.security.names`), not a role's."""
+
+
 class KMEConfig(_Model):
     """One KME process."""
 
-    kme_id: str
+    kme_id: KMEName
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)]
     store_url: str

@@ -1,12 +1,13 @@
 """The controller server: the control layer's API (ITU-T Y.3804) over HTTPS with mutual TLS.
 
 An adapter over :class:`qnet.control.controller.Controller`; who may do what comes from the caller's
-certificate (its subject CN):
+certificate: its role (subject OU, set by the CA) and its name (subject CN) together
+(:mod:`qnet.servers.identity`), so an SAE named like a node or an operator has neither's rights:
 
 =========================================  ===========================  =======================================
 endpoint                                    caller                       what
 =========================================  ===========================  =======================================
-``POST /control/v1/reports``                a KME (CN = its node)        its links' state; answers every link's
+``POST /control/v1/reports``                a KME (role kme, CN a node)  its links' state; answers every link's
 ``GET  /control/v1/links``                  anyone with a certificate    links: state, alarms, cut
 ``POST /control/v1/links/{id}/cut``         an operator                  take a link out of service
 ``POST /control/v1/links/{id}/restore``     an operator                  put it back
@@ -19,7 +20,8 @@ endpoint                                    caller                       what
 
 GET_KEY of a session is the KMEs' ETSI GS QKD 014 ``enc_keys``/``dec_keys``: each KME learns the
 sessions' routes in its report's answer and relays their keys along them. Errors are
-``{"message": ...}`` with 400, 401, 403, 404, 409 or 503; nothing unexpected reaches the caller.
+``{"message": ...}`` with 400, 401, 403, 404, 409, 413 (a body over :data:`CONTROL_BODY_BYTES`) or
+503; nothing unexpected reaches the caller.
 """
 
 from __future__ import annotations
@@ -44,14 +46,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qnet.control.controller import Controller, LinkReport
 from qnet.control.routing import RoutePolicy, Topology
-from qnet.errors import ForbiddenError, NoRouteError, UnauthorizedError, UnavailableError
+from qnet.errors import ForbiddenError, NoRouteError, UnavailableError
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.management.metrics import ControllerMetrics
 from qnet.servers.config import ControllerConfig
 from qnet.servers.dashboard import create_dashboard
 from qnet.servers.errors import CONTROL_STATUS, install_error_handler
 from qnet.servers.fcaps import add_management_routes, stream_closing, wire
-from qnet.servers.kme import PeerCertProtocol, add_metrics, route_name, tls13
+from qnet.servers.identity import BodyLimit, PeerCertProtocol, caller, tls13
+from qnet.servers.kme import add_metrics, route_name
 
 __all__ = ["EventStreamServer", "controller_from_config", "create_app", "serve"]
 
@@ -69,6 +72,10 @@ class EventIn(_Model):
     time_s: float
     kind: str = Field(max_length=64)
     detail: str = Field(max_length=2000)
+    seq: int | None = Field(default=None, ge=1)
+    """Its number at the KME (from 1 at each start): a report sent again is taken once."""
+    count: int = Field(default=1, ge=1, le=10**9)
+    """How many occurrences it stands for (a summary of repeats)."""
 
 
 class ReportIn(_Model):
@@ -77,6 +84,8 @@ class ReportIn(_Model):
 
     links: list[dict[str, Any]] = Field(max_length=10_000)
     events: list[EventIn] = Field(default_factory=list, max_length=1000)
+    boot: str | None = Field(default=None, max_length=64)
+    """The KME's start (its events' seq count from 1 at each)."""
 
 
 class QoSIn(_Model):
@@ -95,6 +104,8 @@ class OpenConnect(_Model):
     Key_stream_ID: str | None = Field(default=None, min_length=1, max_length=64)
 
 
+CONTROL_BODY_BYTES = 1024 * 1024
+"""The largest request body (a KME's report of a few hundred links and events is tens of kB)."""
 MAX_CHANGES_WAIT_S = 60.0
 """The longest a KME may wait on the controller's changes in one request."""
 
@@ -111,13 +122,6 @@ def controller_from_config(config: ControllerConfig) -> Controller:
 
 def _fail(status: int, message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=status)
-
-
-def _caller(request: Request) -> str:
-    cn = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
-    if not cn:
-        raise UnauthorizedError("no client certificate")
-    return str(cn)
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -148,28 +152,32 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
                               "004 (mutual TLS: the caller is its certificate's CN).")
     _install_handlers(app)
     metrics = ControllerMetrics(ctl, clock=clock)
-    add_metrics(app, metrics, metrics.http, route_name, _caller, in_thread=False)
+    add_metrics(app, metrics, metrics.http, route_name, caller, in_thread=False)
+    app.add_middleware(BodyLimit, limit_of=lambda _: CONTROL_BODY_BYTES)
     nodes = frozenset(ctl.topology.nodes)
 
     def operator(request: Request) -> str:
-        who = _caller(request)
+        who = caller(request, "operator")
         if who not in operators:
             raise ForbiddenError(f"{who!r} is not an operator of this network")
         return who
 
     def source_or_operator(request: Request, source: str) -> None:
-        who = _caller(request)
-        if who != source and who not in operators:
+        who = caller(request, "sae", "operator")
+        if request.scope["extensions"]["tls"]["client_cert_role"] == "operator":
+            operator(request)
+        elif who != source:
             raise ForbiddenError(f"{who!r} may open and close only its own sessions (source {source!r})")
 
     @app.post(f"{API}/reports")
     async def reports(body: ReportIn, request: Request) -> JSONResponse:
-        node = _caller(request)
+        node = caller(request, "kme")
         if node not in nodes:
             raise ForbiddenError(f"{node!r} is not a KME of this network")
         now = clock()
         return JSONResponse(ctl.answer(node, [LinkReport.from_dict(r) for r in body.links], now,
-                                       [(e.time_s, e.kind, e.detail) for e in body.events]))
+                                       [(e.time_s, e.kind, e.detail, e.seq, e.count) for e in body.events],
+                                       boot=body.boot))
 
     changed = _Changes(ctl)
 
@@ -179,14 +187,14 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         """Answers once the controller's picture has changed since revision ``after`` (a cut, a
         route, an alarm), or after ``wait_s``: a KME waits here between reports, so that it hears
         of a change at once rather than at its next report."""
-        if _caller(request) not in nodes:
+        if caller(request, "kme") not in nodes:
             raise ForbiddenError("only the network's KMEs wait on its changes")
         await changed.after(after, wait_s)
         return JSONResponse({"revision": ctl.revision})
 
     @app.get(f"{API}/links")
     async def links(request: Request) -> JSONResponse:
-        _caller(request)
+        caller(request)
         now = clock()
         states = ctl.states(now)
         return JSONResponse({"time_s": now, "links": [
@@ -197,7 +205,7 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
 
     @app.get(f"{API}/routes")
     async def routes(request: Request, src: str = Query(...), dst: str = Query(...)) -> JSONResponse:
-        _caller(request)
+        caller(request)
         try:
             return JSONResponse({"src": src, "dst": dst, "route": ctl.route(src, dst, clock())})
         except NoRouteError as exc:
@@ -205,11 +213,11 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
 
     @app.get(f"{API}/events")
     async def events(request: Request, since: float = Query(0.0)) -> JSONResponse:
-        _caller(request)
+        caller(request)
         return JSONResponse({"events": [e.as_dict() for e in ctl.events if e.time_s >= since]})
 
     _session_routes(app, ctl, source_or_operator, clock)
-    add_management_routes(app, ctl, store, broker, caller=_caller, operator=operator, clock=clock)
+    add_management_routes(app, ctl, store, broker, caller=caller, operator=operator, clock=clock)
     return app
 
 
@@ -262,12 +270,12 @@ def _session_routes(app: FastAPI, ctl: Controller, source_or_operator: Callable[
 
     @app.get(f"{API}/sessions")
     async def sessions(request: Request) -> JSONResponse:
-        _caller(request)
+        caller(request)
         return JSONResponse({"sessions": [s.as_dict() for s in ctl.sessions.values()]})
 
     @app.get(f"{API}/sessions/{{ksid}}")
     async def session(ksid: str, request: Request) -> JSONResponse:
-        _caller(request)
+        caller(request)
         return JSONResponse(ctl.session(ksid).as_dict())
 
     @app.delete(f"{API}/sessions/{{ksid}}")

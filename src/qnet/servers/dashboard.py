@@ -5,6 +5,17 @@ controller process: plain HTTP on 127.0.0.1 only, behind a random token, as Jupy
 ``http://127.0.0.1:PORT/?token=TOKEN`` (``qnet up`` prints it); the first visit sets a cookie, and
 scripts may send the token as the ``X-Qnet-Token`` header. Anything without the token gets 401.
 
+Another page the operator's browser has open may send requests here, and the cookie goes with
+them (SameSite does not tell ports apart: a page on another port of 127.0.0.1 is the same site), so
+against cross-site request forgery every state-changing request (POST, DELETE...) must carry the
+token in the ``X-Qnet-Token`` header, which a page of another origin cannot set without a CORS
+preflight this server never grants, and an ``Origin``, when the browser sends one, of this very
+server (403 otherwise). Only ``127.0.0.1`` and ``localhost`` are served as ``Host`` (against DNS
+rebinding). Every answer has a Content-Security-Policy (scripts only with this page's nonce, no
+framing: ``frame-ancestors 'none'``), ``X-Frame-Options: DENY``, ``nosniff`` and
+``Referrer-Policy: no-referrer`` (the token in the URL leaks nowhere); the page takes the token
+from a meta tag and drops it from the address bar.
+
 =====================================================  ==============================================
 endpoint                                                what
 =====================================================  ==============================================
@@ -32,14 +43,17 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from html import escape
 from importlib.resources import files
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qnet.control.controller import Controller
-from qnet.errors import NotFoundError, UnauthorizedError
+from qnet.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.servers.errors import CONTROL_STATUS, install_error_handler
 from qnet.servers.fcaps import add_operator_actions, sse_stream, stream_closing
@@ -78,10 +92,14 @@ def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *,
                   openapi_url=None, dependencies=[Depends(_token_check(token))])
 
     install_error_handler(app, CONTROL_STATUS)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
 
     @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        response = HTMLResponse(_page(), headers={"Cache-Control": "no-store"})
+    async def page(request: Request) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(16)
+        response = HTMLResponse(_page(token, nonce), headers={"Cache-Control": "no-store",
+                                                              "Content-Security-Policy": csp(nonce)})
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
         return response
 
@@ -102,13 +120,55 @@ def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *,
     return app
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def _token_check(token: str) -> Callable[[Request], None]:
+    def same(given: str | None) -> bool:
+        return secrets.compare_digest((given or "").encode(), token.encode())
+
     def check(request: Request) -> None:
-        given = (request.query_params.get("token") or request.headers.get(HEADER)
-                 or request.cookies.get(COOKIE) or "")
-        if not secrets.compare_digest(given.encode(), token.encode()):
+        if not any(same(g) for g in (request.query_params.get("token"), request.headers.get(HEADER),
+                                     request.cookies.get(COOKIE))):
             raise UnauthorizedError("authentication failed: open the URL with ?token= that qnet up printed")
+        if request.method in SAFE_METHODS:
+            return
+        if not same(request.headers.get(HEADER)):
+            raise ForbiddenError("a request that changes state must carry the token in the X-Qnet-Token header "
+                                 "(a cookie alone could be another page's forgery)")
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"http://{request.headers.get('host', '')}":
+            raise ForbiddenError(f"a request from another origin ({origin[:100]}) may not change state here")
     return check
+
+
+def csp(nonce: str | None = None) -> str:
+    """The Content-Security-Policy: this origin only, scripts only with ``nonce``, never framed."""
+    script = f"'nonce-{nonce}'" if nonce else "'none'"
+    return (f"default-src 'none'; script-src {script}; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers every dashboard answer carries (the page sets its own CSP, with
+    its script's nonce; every other answer gets one that allows no script)."""
+
+    HEADERS = ((b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+               (b"referrer-policy", b"no-referrer"), (b"cross-origin-opener-policy", b"same-origin"),
+               (b"cross-origin-resource-policy", b"same-origin"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"content-security-policy" for k, _ in headers):
+                    headers.append((b"content-security-policy", csp().encode()))
+                message = {**message, "headers": [*headers, *self.HEADERS]}
+            await send(message)
+        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
 
 
 def snapshot(ctl: Controller, store: AlarmStore, now_s: float, *, name: str = "qnet",
@@ -188,5 +248,10 @@ class _History:
         task.cancel()
 
 
-def _page() -> str:
-    return (files("qnet.servers") / "static" / "dashboard.html").read_text(encoding="utf-8")
+def _page(token: str, nonce: str) -> str:
+    """The page, its script given ``nonce`` and the token in a meta tag (for its requests' header;
+    another origin cannot read the page)."""
+    html = (files("qnet.servers") / "static" / "dashboard.html").read_text(encoding="utf-8")
+    meta = f'<meta name="qnet-token" content="{escape(token)}">\n'
+    return html.replace("<script>", f'<script nonce="{nonce}">', 1).replace('<meta name="viewport"', meta +
+                                                                             '<meta name="viewport"', 1)

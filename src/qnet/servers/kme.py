@@ -1,9 +1,10 @@
 """The KME server: ETSI GS QKD 014 v1.1.1 over HTTPS with mutual TLS, and the KM-to-KM endpoint.
 
 FastAPI on uvicorn (httptools), TLS 1.3 only, client certificates required and checked against the
-local CA. Uvicorn does not pass the client certificate to the application (the ASGI TLS extension is
-not implemented there), so a small protocol subclass reads the peer certificate's subject CN once
-per connection and puts it in the request scope; the caller's SAE_ID is that CN and nothing else.
+local CA. The caller's SAE_ID is its certificate's subject CN and nothing else, and the ETSI 014
+routes serve only certificates of role ``sae``, the KM-to-KM routes only peer KMEs' (role ``kme``):
+:mod:`qnet.servers.identity`. Bodies over :data:`SAE_BODY_BYTES` (:data:`KM_BODY_BYTES` KM-to-KM)
+get 413 before they are read.
 
 Every answer is 200, 400, 401 or 503 with the standard's error body ``{"message", "details"}``:
 validation errors become 400, unknown paths and methods 400, and anything unexpected 503 (logged
@@ -33,7 +34,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qnet.errors import (
     ForbiddenError,
@@ -46,14 +46,23 @@ from qnet.keys.events import KMEEvent, KMMessage
 from qnet.keys.store import NOT_YET_ASSIGNED, MalformedMessageError, StoreError
 from qnet.management.metrics import ControllerMetrics, KMEMetrics, RequestMetrics
 from qnet.security.envelope import EnvelopeError, open_envelope
-from qnet.security.pki import subject_cn
 from qnet.servers.errors import ETSI014_STATUS, error_body, install_error_handler, status_of
 from qnet.servers.fcaps import add_kme_inventory_route
+from qnet.servers.identity import BodyLimit, PeerCertProtocol, caller, tls13
 from qnet.servers.node import Broadcast, KMENode
 from qnet.service.etsi014 import KMELimits, keys_body
 
-__all__ = ["PeerCertProtocol", "PortInUseError", "RequestMetricsMiddleware", "add_metrics", "create_app",
-           "listen_socket", "serve", "tls13", "uvicorn_config"]
+__all__ = [
+    "KM_BODY_BYTES",
+    "SAE_BODY_BYTES",
+    "PortInUseError",
+    "RequestMetricsMiddleware",
+    "add_metrics",
+    "create_app",
+    "listen_socket",
+    "serve",
+    "uvicorn_config",
+]
 
 log = logging.getLogger("qnet.kme")
 
@@ -64,6 +73,12 @@ LARGE_UNITS = 2048
 """An enc_keys request for more units than this is served from a worker thread, off the event loop."""
 LARGE_MESSAGE_BYTES = 256 * 1024
 """A KM-to-KM message larger than this is verified and applied in a worker thread."""
+KM_BODY_BYTES = 16 * 1024 * 1024
+"""The largest KM-to-KM message body: the largest relay (one request of 1,024 keys of 8,192 bits,
+1 MiB of key, in base64 and signed) several times over."""
+SAE_BODY_BYTES = 256 * 1024
+"""The largest request body of the ETSI 014 API: dec_keys with max_key_per_request key_IDs is
+about 60 kB."""
 LIMITS = KMELimits()
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
@@ -183,11 +198,18 @@ def _once(request: Request, *names: str) -> None:
                                       [{"field": name, "problem": "repeated"}])
 
 
-def _caller(request: Request) -> str:
-    cn = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
-    if not cn:
-        raise UnauthorizedError("no client certificate: the caller's SAE_ID comes from its certificate")
-    return str(cn)
+def _sae(request: Request) -> str:
+    """The calling SAE's SAE_ID: its certificate's CN, of role ``sae`` (ETSI 014 has no 403: a
+    certificate of another role is 401, as one the KME does not know)."""
+    try:
+        return caller(request, "sae")
+    except ForbiddenError as exc:
+        raise UnauthorizedError(exc.message) from None
+
+
+def _kme(request: Request) -> str:
+    """The calling peer KME's KME_ID: its certificate's CN, of role ``kme``."""
+    return caller(request, "kme")
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -224,8 +246,10 @@ def create_app(node: KMENode) -> FastAPI:
                               "subject CN of its client certificate).", responses=_ERRORS)
     _install_handlers(app)
     metrics = KMEMetrics(node.manager, clock=node.clock)
-    add_metrics(app, metrics, metrics.http, _etsi014_method, _caller, in_thread=True)
-    add_kme_inventory_route(app, node, _caller)
+    add_metrics(app, metrics, metrics.http, _etsi014_method, caller, in_thread=True)
+    add_kme_inventory_route(app, node, caller)
+    app.add_middleware(BodyLimit, limit_of=lambda scope: KM_BODY_BYTES if scope["path"].startswith("/km/")
+                       else SAE_BODY_BYTES, streamed=("/km/v1/messages",))
     svc = node.service
     assigned = Broadcast()
     node.manager.assigned = assigned.fire  # type: ignore[method-assign]
@@ -253,7 +277,7 @@ def create_app(node: KMENode) -> FastAPI:
 
     @app.get(f"{API}/{{slave_SAE_ID}}/status", response_model=Status, summary="Get status")
     async def status(slave_SAE_ID: str, request: Request) -> JSONResponse:
-        return await call(svc.status, _caller(request), slave_SAE_ID)
+        return await call(svc.status, _sae(request), slave_SAE_ID)
 
     async def enc(*args: Any) -> JSONResponse:
         """enc_keys; the answer leaves once the assign message has reached the peer KME (or the
@@ -271,42 +295,53 @@ def create_app(node: KMENode) -> FastAPI:
     async def enc_keys_get(slave_SAE_ID: str, request: Request, number: QueryNumber | None = Query(None),
                            size: QuerySize | None = Query(None)) -> JSONResponse:
         _once(request, "number", "size")
-        return await enc(_caller(request), slave_SAE_ID, number, size)
+        return await enc(_sae(request), slave_SAE_ID, number, size)
 
     @app.post(f"{API}/{{slave_SAE_ID}}/enc_keys", response_model=KeyContainer, summary="Get key")
     async def enc_keys_post(slave_SAE_ID: str, request: Request, body: KeyRequest = Body(...)) -> JSONResponse:
-        return await enc(_caller(request), slave_SAE_ID, body.number, body.size, body.additional_slave_SAE_IDs,
+        return await enc(_sae(request), slave_SAE_ID, body.number, body.size, body.additional_slave_SAE_IDs,
                          body.extension_mandatory)
 
     @app.get(f"{API}/{{master_SAE_ID}}/dec_keys", response_model=KeyContainer, summary="Get key with key IDs")
     async def dec_keys_get(master_SAE_ID: str, request: Request,
                            key_ID: str = Query(..., pattern=UUID_PATTERN)) -> JSONResponse:
         _once(request, "key_ID")
-        return await dec(_caller(request), master_SAE_ID, [key_ID])
+        return await dec(_sae(request), master_SAE_ID, [key_ID])
 
     @app.post(f"{API}/{{master_SAE_ID}}/dec_keys", response_model=KeyContainer, summary="Get key with key IDs")
     async def dec_keys_post(master_SAE_ID: str, request: Request, body: KeyIDs = Body(...)) -> JSONResponse:
-        return await dec(_caller(request), master_SAE_ID, [k.key_ID for k in body.key_IDs])
+        return await dec(_sae(request), master_SAE_ID, [k.key_ID for k in body.key_IDs])
+
+    _km_routes(app, node, metrics)
+    return app
+
+
+def _km_routes(app: FastAPI, node: KMENode, metrics: KMEMetrics) -> None:
+    """The KM-to-KM channel: a ping that keeps a peer's connection warm, and the signed messages."""
+
+    def peer_of(request: Request) -> str:
+        peer = _kme(request)
+        if peer not in node.manager.links:
+            raise ForbiddenError(f"{peer!r} is not a peer KME of {node.kme_id}")
+        return peer
 
     @app.get("/km/v1/ping", include_in_schema=False)
     async def km_ping(request: Request) -> JSONResponse:
-        peer = _caller(request)
-        if peer not in node.manager.links:
-            raise ForbiddenError(f"{peer!r} is not a peer KME of {node.kme_id}")
+        peer_of(request)
         return JSONResponse({"kme": node.kme_id})
 
     @app.post("/km/v1/messages", include_in_schema=False)
     async def km_message(request: Request) -> JSONResponse:
+        peer = peer_of(request)  # before the body is read: a caller that is no peer KME is refused at once
         try:
             data = await request.body()
-        except ClientDisconnect:  # the peer gave up; it resends from its outbox
+        except ClientDisconnect:  # the peer gave up (it resends from its outbox), or sent too much (413)
             return _error(400, "the peer disconnected before its message arrived")
         try:
-            return await _km_message(node, data, _caller(request), metrics, offload=len(data) > LARGE_MESSAGE_BYTES)
+            return await _km_message(node, data, peer, metrics, offload=len(data) > LARGE_MESSAGE_BYTES)
         except asyncio.CancelledError:  # the server is stopping: the peer resends (transactions are whole)
             return _error(503, "the KME is stopping")
 
-    return app
 
 
 async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics, *,
@@ -320,14 +355,15 @@ async def _km_message(node: KMENode, data: bytes, peer: str, metrics: KMEMetrics
         opened = await run(open_envelope, data, receiver=node.kme_id, verify_keys=node.verify_keys,
                            now_s=node.clock(), tls_peer=peer)
     except EnvelopeError as exc:
-        node.manager.refuse(exc.reason)
+        node.manager.refuse(exc.reason, peer)
         return _answer(EnvelopeError(f"KM-to-KM message refused: {exc.reason}"))
-    relayed = opened.body.get("type") == KMMessage.RELAY
+    kind = opened.body.get("type")
     try:
-        return JSONResponse(await metrics.relayed("forwarded", node.relay_hop(opened)) if relayed
-                            else await run(node.manager.handle, opened))
+        if kind == KMMessage.RELAY:
+            return JSONResponse(await metrics.relayed("forwarded", node.relay_hop(opened)))
+        return JSONResponse(await run(node.keep_anchor if kind == KMMessage.ANCHOR else node.manager.handle, opened))
     except EnvelopeError as exc:
-        node.manager.refuse(exc.reason)
+        node.manager.refuse(exc.reason, peer)
         return _answer(EnvelopeError(f"KM-to-KM message refused: {exc.reason}"))
     except MalformedMessageError as exc:
         log.warning("malformed message from %s: %s", peer, exc.message)
@@ -414,28 +450,6 @@ def add_metrics(app: FastAPI, metrics: KMEMetrics | ControllerMetrics, requests:
         body, content_type = (await asyncio.to_thread(metrics.exposition, accept) if in_thread
                               else metrics.exposition(accept))
         return Response(body, media_type=content_type)
-
-
-class PeerCertProtocol(HttpToolsProtocol):
-    """HttpTools protocol that exposes the TLS client certificate's subject CN as
-    ``scope["extensions"]["tls"]["client_cert_cn"]``."""
-
-    _peer_cn: str | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        ssl_object = transport.get_extra_info("ssl_object")
-        self._peer_cn = subject_cn(ssl_object.getpeercert()) if ssl_object is not None else None
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope["extensions"] = {"tls": {"client_cert_cn": self._peer_cn}}
-
-
-def tls13(_: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    context = default()
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    return context
 
 
 def uvicorn_config(node: KMENode, *, log_level: str = "warning") -> uvicorn.Config:

@@ -34,14 +34,16 @@ from typing import Any
 from qnet.clients.km import AsyncKMClient, KMClient, tls_client_context
 from qnet.control.kme_view import KMEControlView
 from qnet.control.routing import LinkState, RelayRouting, RoutePolicy, Router, Topology
-from qnet.errors import UnavailableError
+from qnet.errors import PeerError, QNetError, UnavailableError
+from qnet.keys.events import KMMessage
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.peers import Outbox, Peers, Synchroniser
 from qnet.keys.relay import RelayRequest
 from qnet.keys.relayer import Relayer, Waiting
 from qnet.keys.store import DeliveredKey, KeyStore
 from qnet.management.audit import AuditError, AuditLog, KeySupplyAudit, audit_path
-from qnet.security.envelope import Opened, seal
+from qnet.management.audit_anchor import ANCHOR_PERIOD_S, Anchoring, keep_peer_anchor
+from qnet.security.envelope import EnvelopeError, Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.agent import ControlAgent
 from qnet.servers.config import KMEConfig
@@ -167,10 +169,19 @@ class KMENode:
         """What this KME reports to the controller and takes from its answers (the agent carries them)."""
         path = audit_path(config.kme_id, config_path, config.store_url)
         self.audit = KeySupplyAudit(AuditLog(path), config.kme_id, self.store, clock) if path else None
+        self.signing_key = load_signing_key(config.signing_key)
+        self.anchoring: Anchoring | None = None
         if self.audit is not None:
             self.relayer.on_relayed, self.relayer.on_stored = self._audit_relayed, self._audit_stored
+            try:
+                self.anchoring = Anchoring(self.audit.log, config.kme_id, self.store, self.signing_key)
+            except AuditError:
+                self.audit.close()
+                self.store.close()
+                raise
+        self._anchored_at: dict[str, int] = {}  # peer -> the seq of the last anchor it took
+        self._anchor_s = 0.0
         self.service = _AuditedService(self.manager, self.relayer.route_to, self.audit)
-        self.signing_key = load_signing_key(config.signing_key)
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
         self._peer_urls = {lk.peer: lk.peer_url for lk in config.links}
@@ -224,12 +235,14 @@ class KMENode:
             self._feeders.append(proc)
 
     def stop(self) -> None:
-        """Stop threads and feeders; close connections."""
+        """Stop threads and feeders; close connections. The audit log's head is anchored last."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=5)
+        with contextlib.suppress(QNetError, OSError):
+            self.anchor_audit(tell_peers=False)
         for proc in self._feeders:
             proc.terminate()
             proc.join(timeout=5)
@@ -376,3 +389,35 @@ class KMENode:
         while not self._stop.wait(SYNC_PERIOD_S):
             self.synchroniser.round(self.send)
             self.synchroniser.upkeep()
+            if self.clock() - self._anchor_s >= ANCHOR_PERIOD_S:
+                self._anchor_s = self.clock()
+                self.anchor_audit()
+
+    def anchor_audit(self, *, tell_peers: bool = True) -> None:
+        """Sign the audit log's head if it moved, keep it in the store, and send the newest anchor
+        to each peer that has not taken it yet."""
+        if self.anchoring is None:
+            return
+        self.anchoring.anchor(self.clock())
+        newest = self.anchoring.last
+        if newest is None or not tell_peers:
+            return
+        for peer in self.manager.links:
+            if self._anchored_at.get(peer, -1) < newest.seq and self.peers.ok(peer):
+                try:
+                    self.send(peer, {"type": KMMessage.ANCHOR, "anchor": newest.as_dict()})
+                except PeerError as exc:
+                    log.info("audit anchor not taken by %s: %s", peer, exc)
+                    continue
+                self._anchored_at[peer] = newest.seq
+
+    def keep_anchor(self, msg: Opened) -> dict[str, Any]:
+        """A peer's audit anchor: kept in this store if signed by it and not older than the one kept.
+
+        Raises:
+            EnvelopeError: for an anchor that is not the sender's or not signed by it.
+        """
+        try:
+            return keep_peer_anchor(self.store, msg.sender, msg.body.get("anchor"), self.verify_keys[msg.sender])
+        except AuditError as exc:
+            raise EnvelopeError(exc.message) from None
