@@ -124,6 +124,14 @@ def test_a_state_change_needs_the_header_token_and_this_origin(dash: tuple[InPro
     assert client.get("/api/state", headers=cookie).status_code == 200  # reading: the cookie will do
 
 
+def test_a_body_over_the_limit_is_refused(dash: tuple[InProcess, Controller]) -> None:
+    from qnet.servers.dashboard import DASHBOARD_BODY_BYTES
+
+    client, ctl = dash
+    r = client.post("/api/links/A-B/cut", headers={"X-Qnet-Token": TOKEN}, content=b"x" * (DASHBOARD_BODY_BYTES + 1))
+    assert r.status_code == 413 and not ctl.links["A-B"].cut
+
+
 def test_only_loopback_host_names_are_served(dash: tuple[InProcess, Controller]) -> None:
     client, _ = dash
     assert client.get("/api/state", headers={"X-Qnet-Token": TOKEN, "Host": "evil.example"}).status_code == 400

@@ -57,11 +57,14 @@ from qnet.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from qnet.management.alarms import AlarmStore, EventBroker
 from qnet.servers.errors import CONTROL_STATUS, install_error_handler
 from qnet.servers.fcaps import add_operator_actions, sse_stream, stream_closing
+from qnet.servers.identity import BodyLimit
 
-__all__ = ["COOKIE", "HISTORY_SAMPLES", "create_dashboard"]
+__all__ = ["COOKIE", "DASHBOARD_BODY_BYTES", "HISTORY_SAMPLES", "create_dashboard"]
 
 COOKIE = "qnet_dashboard_token"
 HEADER = "x-qnet-token"
+DASHBOARD_BODY_BYTES = 64 * 1024
+"""The largest request body (its actions carry none): 413 beyond, before it is read."""
 HISTORY_SAMPLES = 900
 """Samples kept per link (15 minutes at one a second)."""
 
@@ -92,6 +95,7 @@ def create_dashboard(ctl: Controller, store: AlarmStore, broker: EventBroker, *,
                   openapi_url=None, dependencies=[Depends(_token_check(token))])
 
     install_error_handler(app, CONTROL_STATUS)
+    app.add_middleware(BodyLimit, limit_of=lambda _: DASHBOARD_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
 
