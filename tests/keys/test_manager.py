@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from qnet.keys.events import KMEEvent
 from qnet.keys.manager import KeyManager, LinkInfo
 from qnet.keys.store import KeyStore
 from qnet.security.envelope import Opened
@@ -193,3 +194,20 @@ def test_a_flood_of_refused_messages_is_one_event_a_window_and_every_one_counted
     a.refuse("bad signature", "Mallory")
     assert a.events[-1].detail == "bad signature (from Mallory)"
     assert [e.seq for e in a.events] == list(range(1, len(a.events) + 1))
+
+
+def test_events_from_many_threads_each_get_their_own_seq(pair: Pair) -> None:
+    """Events come from the event loop and from the agent's, the synchroniser's and relays' threads."""
+    import threading
+
+    def burst(t: int) -> None:
+        for i in range(100):
+            pair.a.event(KMEEvent.RELAY_REROUTE, f"relay {t}/{i}")
+
+    threads = [threading.Thread(target=burst, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    seqs = [e.seq for e in pair.a.events]
+    assert len(seqs) == 800 and sorted(seqs) == list(range(1, 801))

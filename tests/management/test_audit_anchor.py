@@ -65,6 +65,20 @@ def _refused(path: Path, store: KeyStore, key: mldsa.MLDSA65PrivateKey, says: st
         log.close()
 
 
+@pytest.mark.parametrize("stored", ["garbage", "other KME", "unsigned"])
+def test_a_kme_does_not_start_on_an_anchor_it_did_not_sign(tmp_path: Path, store: KeyStore, stored: str) -> None:
+    """Replacing the store's anchor (to hide a truncation, or to lock the KME out) is found too."""
+    key, path = mldsa.MLDSA65PrivateKey.generate(), tmp_path / "A.jsonl"
+    log = AuditLog(path)
+    Anchoring(log, "A", store, key).anchor(1.0)
+    log.close()
+    path.write_bytes(b"")
+    value = {"garbage": "gone", "other KME": json.dumps({**Anchor("Z", 0, "0" * 64, 1.0).as_dict()}),
+             "unsigned": json.dumps(Anchor("A", 0, "0" * 64, 1.0, "c2ln").as_dict())}[stored]
+    store.set_meta(ANCHOR_META, value)
+    _refused(path, store, key, "not one it signed")
+
+
 def test_a_log_rewritten_at_its_anchor_is_found(tmp_path: Path, store: KeyStore) -> None:
     key, path = mldsa.MLDSA65PrivateKey.generate(), tmp_path / "A.jsonl"
     log = AuditLog(path)

@@ -26,8 +26,9 @@ from qnet.control.routing import Topology
 from qnet.errors import SpecError
 from qnet.scenarios.validate import parse_spec
 from qnet.security.names import RESERVED, name_problem
-from qnet.security.pki import PKI, subject_cn, subject_role
+from qnet.security.pki import PKI, certificate_role, subject_cn, subject_role
 from qnet.servers.controller import CONTROL_BODY_BYTES, create_app
+from qnet.servers.identity import BodyLimit
 from tests.helpers import asgi_request
 
 SPEC = """
@@ -96,6 +97,43 @@ def test_the_ca_writes_no_file_outside_its_directory_and_puts_the_role_in_the_ce
     for kind, name in (("kme", "Alice"), ("sae", "SAE_A"), ("operator", "operator"), ("controller", "controller")):
         cert = ssl._ssl._test_decode_cert(str(pki.issue(kind, name).cert))  # type: ignore[attr-defined]
         assert (subject_cn(cert), subject_role(cert)) == (name, kind)  # getpeercert()'s form
+
+
+def test_a_state_directory_from_before_roles_is_told_apart(tmp_path: Path) -> None:
+    pki = PKI(tmp_path)
+    pki.create_ca()
+    assert certificate_role(pki.issue("operator", "operator").cert) == "operator"
+    assert certificate_role(pki.ca_cert) is None  # as every certificate an older qnet issued
+
+
+def test_a_body_is_counted_whatever_its_headers_claim() -> None:
+    """A body sent without Content-Length, its Transfer-Encoding spelt ``Chunked`` (which the
+    parser takes and a byte comparison would not), is still counted and refused at the limit."""
+    reached: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (message := await receive())["more_body"]:
+            reached.append(len(message["body"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def go(headers: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+        chunks = [{"type": "http.request", "body": b"x" * 1000, "more_body": True} for _ in range(50)]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return chunks.pop(0) if chunks else {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/x", "headers": headers, "method": "POST"}
+        await BodyLimit(app, limit_of=lambda _: 5000)(scope, receive, send)
+        return sent
+
+    for headers in ([(b"transfer-encoding", b"Chunked")], []):
+        sent = asyncio.run(go(headers))
+        assert sent[0]["status"] == 413 and not reached, headers
 
 
 def test_a_certificate_with_another_or_no_role_has_none() -> None:

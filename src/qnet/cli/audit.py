@@ -29,18 +29,11 @@ def verify(path: Path = typer.Argument(..., show_default=False, help=_PATH_HELP)
 
     Example:  qnet audit verify demo/audit/Alice.jsonl
     """
-    from qnet.management.audit import audit_files
-
-    root = path if path.is_dir() else path.parent.parent if path.parent.name == "audit" else None
+    root = path.parent if path.name == "audit" and path.is_dir() else path if path.is_dir() \
+        else path.parent.parent if path.parent.name == "audit" else None
     anchors = _anchors(root) if root is not None else {}
-    if not path.exists() and (root is None or path.stem not in anchors):
-        audit_files(path)  # raises: no such file
-    files = {f.stem: f for f in audit_files(path)} if path.exists() else {}
-    if root is not None and (path.is_dir() or not path.exists()):  # a KME whose log is gone, its head anchored
-        files |= {kme: root / "audit" / f"{kme}.jsonl" for kme in anchors if kme not in files
-                  and (path.is_dir() or kme == path.stem)}
     failed = 0
-    for _, file in sorted(files.items()):
+    for file in _logs(path, root, anchors):
         ok, message = _verdict(file, anchors.get(file.stem, []))
         if ok:
             console.print(f"{escape(str(file))}: {escape(message)}", highlight=False)
@@ -49,6 +42,24 @@ def verify(path: Path = typer.Argument(..., show_default=False, help=_PATH_HELP)
             err_console.print(f"[bold red]{escape(str(file))}: FAILED[/] at {escape(message)}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _logs(path: Path, root: Path | None, anchors: dict[str, Any]) -> list[Path]:
+    """The logs to check: those at ``path``; for a deployment, also any log whose KME anchored its
+    head but which is gone.
+
+    Raises:
+        AuditError: for a path that holds no log, and no anchor names it.
+    """
+    from qnet.management.audit import audit_files
+
+    if not path.exists() and (root is None or path.stem not in anchors):
+        audit_files(path)  # raises: no such file
+    files = {f.stem: f for f in audit_files(path)} if path.exists() else {}
+    if root is not None:
+        wanted = anchors if path.is_dir() else [path.stem] if not path.exists() else []
+        files |= {kme: root / "audit" / f"{kme}.jsonl" for kme in wanted if kme not in files}
+    return [files[k] for k in sorted(files)]
 
 
 def _verdict(file: Path, held: list[tuple[str, Any]]) -> tuple[bool, str]:
@@ -76,6 +87,7 @@ def _anchors(root: Path) -> dict[str, list[tuple[str, Any]]]:
     """KME_ID -> (where kept, anchor) for every validly signed anchor in a deployment's stores: each
     KME's own and those its peers keep of it."""
     from qnet.management.audit_anchor import ANCHOR_META, PEER_ANCHOR_META, valid_anchors
+    from qnet.security.names import name_problem
     from qnet.security.pki import load_verify_key
 
     kept: dict[str, dict[str, str]] = {}
@@ -87,6 +99,8 @@ def _anchors(root: Path) -> dict[str, list[tuple[str, Any]]]:
                 kept.setdefault(name.removeprefix(PEER_ANCHOR_META), {})[f"{config.kme_id}'s store"] = value
     out = {}
     for kme, values in kept.items():
+        if name_problem(kme, reserved=False):
+            continue  # a store's entry that names no KME: never a path
         key_path = root / "kme" / f"{kme}.mldsa.pub"
         if key_path.is_file():
             out[kme] = valid_anchors(values, kme, load_verify_key(key_path))

@@ -164,10 +164,23 @@ def _deployment(root: Path, spec: Any, base_port: int, source: dict[str, Any]) -
     for node, path in configs.items():
         cfg = json.loads(path.read_text())
         kmes[node] = f"https://{cfg['host']}:{cfg['port']}"
+    _check_roles(root)
     err_console.print(f"resuming the network in {root} from its stores")
     port = json.loads(controller.read_text())["port"]
     return Deployment(root, kmes, configs, {s.sae_id: s.node for s in spec.applications},
                       f"https://127.0.0.1:{port}", controller)
+
+
+def _check_roles(root: Path) -> None:
+    """A state directory from before certificates carried their role (subject OU) cannot be served:
+    every server would refuse its certificates."""
+    from qnet.errors import QNetError
+    from qnet.security.pki import certificate_role
+
+    operator = root / "operator" / "operator.pem"
+    if operator.exists() and certificate_role(operator) is None:
+        raise QNetError(f"{root} was made by an older qnet: its certificates carry no role (subject OU), and "
+                        "the servers grant rights by role now; start the network in a fresh --state-dir")
 
 
 def _check_ports(dep: Any) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -118,6 +119,7 @@ class KeyManager:
         self.access = {sae: frozenset(peers) for sae, peers in (access or {}).items()}
         self.events: deque[Event] = deque(maxlen=1000)
         self._seq = 0
+        self._event_lock = threading.Lock()  # events come from the event loop and from threads
         self.boot = secrets.token_hex(8)
         """This start of the key manager (its events' ``seq`` count from 1 at each)."""
         self._repeats = Repeats()
@@ -378,12 +380,17 @@ class KeyManager:
         detail when None) within :data:`~qnet.keys.events.REPEAT_WINDOW_S` are counted and told in
         one summary (:class:`~qnet.keys.events.Repeats`)."""
         now = self.clock()
-        self.summarise_repeats(now)
-        if self._repeats.admit((kind, detail if place is None else place), now):
-            self._record(now, kind, detail, 1)
+        with self._event_lock:
+            self._summarise(now)
+            if self._repeats.admit((kind, detail if place is None else place), now):
+                self._record(now, kind, detail, 1)
 
     def summarise_repeats(self, now: float) -> None:
         """One event for each kind and place whose repeats' window has ended."""
+        with self._event_lock:
+            self._summarise(now)
+
+    def _summarise(self, now: float) -> None:
         for summary in self._repeats.due(now):
             kind, place = cast(tuple[KMEEvent, str], summary.key)
             self._record(now, kind, f"{summary.count} more {kind} ({place}) in the last {now - summary.since_s:.0f} s; "

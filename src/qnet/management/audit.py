@@ -224,6 +224,11 @@ class AuditLog:
             self.seq, self.head = seq, head
         return len(records)
 
+    def position(self) -> tuple[int, str]:
+        """(records so far, the last one's hash), read together."""
+        with self._lock:
+            return self.seq, self.head
+
     def close(self) -> None:
         """Close the file."""
         with self._lock:

@@ -90,20 +90,26 @@ class Anchoring:
 
     Raises:
         AuditError: if the log holds fewer records than the store's anchor says it had (truncated),
-            or its record at the anchor is not the anchored one (rewritten).
+            its record at the anchor is not the anchored one (rewritten), or the store holds an anchor
+            that is not this KME's signed one (the store was tampered with).
     """
 
     def __init__(self, log: AuditLog, kme_id: str, store: KeyStore, key: mldsa.MLDSA65PrivateKey) -> None:
         self.log, self.kme_id, self.store, self.key = log, kme_id, store, key
-        mine = Anchor.parse(store.get_meta(ANCHOR_META))
+        stored = store.get_meta(ANCHOR_META)
+        mine = Anchor.parse(stored)
+        if stored is not None and (mine is None or mine.kme != kme_id or not mine.valid(key.public_key())):
+            raise AuditError(f"{store.url}: the audit anchor kept in this KME's store is not one it signed "
+                             f"(tampered with?); the KME will not start on it")
         if mine is not None and (problem := anchored_problem(log.path, [mine])):
-            raise AuditError(f"{log.path}: {problem}; the KME will not continue a truncated or rewritten "
-                             "chain: restore the log from a backup, or move it aside to start a new one")
+            raise AuditError(f"{log.path}: {problem}; the KME will not continue a truncated or rewritten chain: "
+                             f"restore the log from a backup (its peers keep the anchor, so qnet audit verify "
+                             f"will go on showing the loss)")
         self.last = mine
 
     def anchor(self, now_s: float) -> Anchor | None:
         """Sign and keep the head if it moved since the last anchor; the new anchor, or None."""
-        seq, head = self.log.seq, self.log.head
+        seq, head = self.log.position()
         if self.last is not None and self.last.seq == seq and self.last.head == head:
             return None
         unsigned = Anchor(self.kme_id, seq, head, now_s)

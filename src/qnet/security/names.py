@@ -32,8 +32,11 @@ ROLES = ("kme", "sae", "controller", "operator", "monitor")
 """The roles a certificate's subject OU names (set by the CA: :meth:`qnet.security.pki.PKI.issue`);
 ``monitor`` may only read (a Prometheus scraper, say)."""
 
-RESERVED = frozenset({*ROLES, "ca", "dashboard", "store", "audit", "admin", "root", "localhost"})
-"""Names no node or SAE may take (compared case-insensitively)."""
+RESERVED = frozenset({*ROLES, "ca", "dashboard", "store", "audit", "logs", "endpoints", "qnet-up", "admin", "root",
+                      "localhost"})
+"""Names no node or SAE may take (compared case-insensitively): the roles, and the names of a state
+directory's own files and folders (``endpoints.json``, ``qnet-up.json``, ``logs/``...), which a node's
+``NODE.json`` would otherwise overwrite."""
 
 _NAME = re.compile(NAME_PATTERN)
 

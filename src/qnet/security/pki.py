@@ -33,7 +33,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from qnet.security.names import ROLES, check_name
 
-__all__ = ["PKI", "CertPaths", "load_signing_key", "load_verify_key", "subject_cn", "subject_role"]
+__all__ = ["PKI", "CertPaths", "certificate_role", "load_signing_key", "load_verify_key", "subject_cn",
+           "subject_role"]
 
 _VALID = dt.timedelta(days=3650)
 
@@ -167,6 +168,14 @@ def load_verify_key(path: Path) -> mldsa.MLDSA65PublicKey:
     if not isinstance(key, mldsa.MLDSA65PublicKey):
         raise ValueError(f"{path}: not an ML-DSA-65 public key")
     return key
+
+
+def certificate_role(path: Path) -> str | None:
+    """The role (subject OU) of the PEM certificate at ``path``; None if it names none of
+    :data:`~qnet.security.names.ROLES` (a certificate from before roles, or another CA's)."""
+    cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    units = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
+    return units[0] if len(units) == 1 and units[0] in ROLES else None
 
 
 def _subject(peercert: dict[str, object] | None, attribute: str) -> list[str]:

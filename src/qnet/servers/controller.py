@@ -53,7 +53,7 @@ from qnet.servers.config import ControllerConfig
 from qnet.servers.dashboard import create_dashboard
 from qnet.servers.errors import CONTROL_STATUS, install_error_handler
 from qnet.servers.fcaps import add_management_routes, stream_closing, wire
-from qnet.servers.identity import BodyLimit, PeerCertProtocol, caller, tls13
+from qnet.servers.identity import BodyLimit, PeerCertProtocol, caller, role_of, tls13
 from qnet.servers.kme import add_metrics, route_name
 
 __all__ = ["EventStreamServer", "controller_from_config", "create_app", "serve"]
@@ -164,7 +164,7 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
 
     def source_or_operator(request: Request, source: str) -> None:
         who = caller(request, "sae", "operator")
-        if request.scope["extensions"]["tls"]["client_cert_role"] == "operator":
+        if role_of(request) == "operator":
             operator(request)
         elif who != source:
             raise ForbiddenError(f"{who!r} may open and close only its own sessions (source {source!r})")

@@ -28,7 +28,7 @@ from qnet.errors import ForbiddenError, UnauthorizedError
 from qnet.security.names import ROLES
 from qnet.security.pki import subject_cn, subject_role
 
-__all__ = ["BodyLimit", "PeerCertProtocol", "caller", "tls13"]
+__all__ = ["BodyLimit", "PeerCertProtocol", "caller", "role_of", "tls13"]
 
 
 class PeerCertProtocol(HttpToolsProtocol):
@@ -53,6 +53,12 @@ def tls13(_: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLCo
     context = default()
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     return context
+
+
+def role_of(request: Request) -> str | None:
+    """The role of the caller's certificate (None without one)."""
+    role = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_role")
+    return str(role) if role else None
 
 
 def caller(request: Request, *roles: str) -> str:
@@ -99,15 +105,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_of(scope)
-        headers = dict(scope.get("headers", []))
-        declared = headers.get(b"content-length")
+        declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(send, limit)
-        elif declared is None and b"chunked" not in headers.get(b"transfer-encoding", b""):
-            await self.app(scope, receive, send)  # no body
+            await _too_large(send, limit)  # refused before a byte of it is read
         elif scope["path"].startswith(self.streamed):
             await self._counted(scope, receive, send, limit)
-        else:
+        else:  # every other request is counted as it is read, whatever its headers say of its body
             await self._buffered(scope, receive, send, limit)
 
     async def _buffered(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
