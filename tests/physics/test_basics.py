@@ -40,10 +40,23 @@ def test_click_probability_limits() -> None:
 
 
 def test_afterpulses_and_dead_time() -> None:
-    """After-pulses multiply clicks by (1 + p_ap); dead time gives the non-paralysable live fraction."""
-    assert with_afterpulses(0.01, 0.04) == pytest.approx(0.0104)
+    """An after-pulse (probability p_ap x the mix's clicks) adds a click only to a gate without one;
+    dead time gives the non-paralysable live fraction, of one detector or of each of a pair."""
+    assert with_afterpulses(0.01, 0.04) == pytest.approx(0.01 + 0.99 * 0.04 * 0.01, rel=1e-12)
+    assert with_afterpulses(1e-6, 0.04, 0.01) == pytest.approx(1e-6 + (1 - 1e-6) * 4e-4, rel=1e-12)
     assert live_fraction(1e-3, 1e9, 1e-6) == pytest.approx(0.5)
+    assert live_fraction(1e-3, 1e9, 1e-6, detectors=2) == pytest.approx(1 / 1.5)
     assert live_fraction(1e-3, 1e9, 0.0) == 1.0
+    with pytest.raises(ValueError, match="detectors must be >= 1"):
+        live_fraction(1e-3, 1e9, 1e-6, detectors=0)
+
+
+@pytest.mark.parametrize("p_ap", [0.04, 0.5, 0.99])
+def test_afterpulses_never_push_a_click_probability_above_one(p_ap: float) -> None:
+    """1 - (1 - D)(1 - A) stays a probability (D (1 + p_ap) reached 1.5 at D = 0.75, p_ap = 0.5)."""
+    for d in (0.5, 0.75, 0.99, 1.0):
+        assert d <= with_afterpulses(d, p_ap) <= 1.0
+        assert d <= with_afterpulses(d, p_ap, 1.0) <= 1.0
 
 
 def test_great_circle_distances() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from qnet.errors import ParameterError
 from qnet.physics import BB84DecoyParams, bb84_decoy_rate, key_rate
-from qnet.physics.bb84 import bb84_channel
+from qnet.physics.bb84 import bb84_channel, bb84_channels, bb84_live_fraction
 from qnet.physics.entropy import binary_entropy
 
 T50 = 10 ** (-0.21 * 50 / 10)
@@ -72,13 +73,44 @@ def test_worse_device_lowers_rate(name: str, worse: float) -> None:
 
 
 def test_dead_time_scales_rate_by_live_fraction() -> None:
-    """A non-paralysable dead time scales the rate by 1/(1 + n tau) at the signal's click rate n."""
+    """Each of Bob's two detectors is blanked by its own clicks, half of the signal's click rate n
+    (asymptotically the decoys are rare): the rate scales by 1/(1 + n tau / 2), not 1/(1 + n tau)."""
     p0 = BB84DecoyParams(mu=0.5)
     p1 = BB84DecoyParams(mu=0.5, dead_time_s=1e-6)
     eta = T50 * p0.detector_efficiency
     clicks = bb84_channel(p0, eta, 0.5, p0.dark_count_prob).gain
     ratio = bb84_decoy_rate(p1, T50).rate_per_pulse / bb84_decoy_rate(p0, T50).rate_per_pulse
-    assert ratio == pytest.approx(1 / (1 + clicks * 1e9 * 1e-6), rel=1e-9)
+    assert ratio == pytest.approx(1 / (1 + clicks * 1e9 * 1e-6 / 2), rel=1e-9)
+
+
+def test_dead_time_follows_the_mix_of_intensities() -> None:
+    """With decoys sent often the detectors see the mix: adding a vacuum share raises the live
+    fraction, and every intensity's recorded gain scales by it while its QBER stays."""
+    p = BB84DecoyParams(dead_time_s=1e-6, afterpulse_prob=0.04)
+    eta = 10 ** (-0.21 * 10 / 10) * p.detector_efficiency
+    signal_only = bb84_live_fraction(p, eta, (0.5,), (1.0,))
+    mixed = bb84_live_fraction(p, eta, (0.5, 0.0), (0.5, 0.5))
+    assert signal_only < mixed < 1.0
+    free = bb84_channels(replace(p, dead_time_s=0.0), eta, (0.5, 0.0), (0.5, 0.5))
+    dead = bb84_channels(p, eta, (0.5, 0.0), (0.5, 0.5))
+    for a, b in zip(free, dead, strict=True):
+        assert b.gain == pytest.approx(a.gain * mixed, rel=1e-12)
+        assert b.qber == pytest.approx(a.qber, rel=1e-12)
+
+
+def test_vacuum_weak_without_nu_is_the_nu_to_zero_limit() -> None:
+    """The asymptotic two-decoy bound has no optimal nu: it only tightens as nu falls (Ma et al.
+    2005, eqs. 34 and 37 tend to the exact Y_1, e_1), so an unset nu gives that limit, the
+    infinite-decoy rate, and says so, rather than the lower edge of a search range (nu = 1e-3 mu);
+    also with after-pulses, whose yield the vacuum decoy sees."""
+    for params in ({}, {"afterpulse_prob": 0.04}, {"mu": 0.4}):
+        for d in (20.0, 100.0):
+            limit = key_rate("bb84-decoy", d, {**params, "decoy": "vacuum+weak"})
+            exact = key_rate("bb84-decoy", d, {**params, "decoy": "infinite"})
+            assert limit.rate_per_pulse == pytest.approx(exact.rate_per_pulse, rel=1e-12)
+            assert limit.mu == exact.mu
+            small = key_rate("bb84-decoy", d, {**params, "decoy": "vacuum+weak", "nu": 1e-3}).rate_per_pulse
+            assert small < limit.rate_per_pulse
 
 
 @pytest.mark.parametrize("afterpulse", [0.0, 0.04, 0.2])

@@ -40,7 +40,8 @@ def test_tf_rate_scales_with_square_root_of_transmittance() -> None:
 
 
 def test_tf_phase_error_of_a_perfect_channel() -> None:
-    """Without noise the phase error is the share of clicks from even photon numbers (eq. B27):
+    """Without noise the phase error is the share of clicks from even photon numbers ((*) of
+    qnet.physics.tfqkd):
     with eta = 1 every photon clicks, so it is P(k even, k >= 2) / P(k >= 1) for Poisson light,
     and it grows with mu (the reason mu stays small)."""
     p = TFQKDParams(dark_count_prob_per_detector=0.0, misalignment=0.0)
@@ -48,6 +49,29 @@ def test_tf_phase_error_of_a_perfect_channel() -> None:
         even = (math.cosh(mu) - 1) * math.exp(-mu)
         assert phase_error(p, 1.0, mu) == pytest.approx(min(0.5, even / (1 - math.exp(-mu))), rel=1e-9)
     assert phase_error(p, 1.0, 0.05) < phase_error(p, 1.0, 0.5)
+
+
+@pytest.mark.parametrize("eta", [1e-4, 3e-5, 1e-5])
+def test_tf_phase_error_counts_every_vacuum_click(eta: float) -> None:
+    """Source replacement makes the key qubits' X parity the parity of the photons sent, so a click
+    from no photon at all (a dark count) is a phase error with weight 1, not 1/2: with e_d = 0 the
+    bound is exactly the even-photon share, vacuum included, plus the dark counts' half-errors on
+    odd photon numbers (a closed form over the Poisson weights)."""
+    pd, mu = 8e-8, 0.05
+    p = TFQKDParams(dark_count_prob_per_detector=pd, misalignment=0.0)
+    y0 = 2 * pd
+
+    def weight(k: int) -> float:  # P_mu(k) Y_k
+        return math.exp(-mu) * mu**k / math.factorial(k) * (1 - (1 - y0) * (1 - eta) ** k)
+
+    total = sum(weight(k) for k in range(40))
+    even = sum(weight(k) for k in range(0, 40, 2)) / total
+    odd_errors = sum(math.exp(-mu) * mu**k / math.factorial(k) * y0 / 2 * (1 - eta) ** k
+                     for k in range(1, 40, 2)) / total
+    vacuum = math.exp(-mu) * y0 / total
+    assert 0.01 < vacuum < 0.9  # dark counts matter at these transmittances
+    assert phase_error(p, eta, mu) == pytest.approx(min(0.5, even + odd_errors), rel=1e-9)
+    assert phase_error(p, eta, mu) >= min(0.5, vacuum)
 
 
 def test_relay_protocols_reach_further_than_bb84() -> None:

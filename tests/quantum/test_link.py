@@ -106,3 +106,27 @@ def test_a_link_too_lossy_for_short_blocks_reports_the_channels_qber() -> None:
     assert feed_block_pulses(90, 0.3, device=device) == 10**11
     assert 300 < expected_rate_bps(90, 0.3, 10**11, device=device) < 2000
     assert expected_qber(90, 0.3, 10**11, device=device) < 0.08
+
+
+def test_planning_links_together_finds_what_one_link_alone_does() -> None:
+    """``plan_feeds`` searches every link's settings for every feed block in one batch and caches
+    them; a link then looks up exactly what searching it alone finds (the optimiser's rows are
+    independent), the textbook settings where no setting gives key included."""
+    from dataclasses import replace
+
+    from qnet.physics.bb84 import BB84DecoyParams
+    from qnet.physics.channels import link_transmittance
+    from qnet.physics.finite_key import key_length_for_pulses, optimal_settings
+    from qnet.quantum import link as ql
+
+    device = replace(BB84DecoyParams(), misalignment=0.023, attenuation_db_per_km=0.3)
+    ql.plan_feeds([(20.0, 0.3, device), (90.0, 0.3, device)])
+    params = replace(device, decoy="vacuum+weak", nu=None, block_size=1e6)
+    for length in (20.0, 90.0):
+        channel = float(link_transmittance(length, 0.3, 0.0))
+        for pulses in ql.FEED_BLOCKS:
+            assert (device, channel, float(pulses)) in ql._SETTINGS
+            alone = optimal_settings(params, channel * device.detector_efficiency, pulses=pulses)
+            keyed = key_length_for_pulses(replace(params, ec_efficiency=ql.CASCADE_EFFICIENCY),
+                                          channel * device.detector_efficiency, alone, pulses).key_length > 0
+            assert ql.block_settings(length, 0.3, pulses, device=device) == (alone if keyed else ql.TEXTBOOK_SETTINGS)

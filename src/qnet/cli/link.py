@@ -137,10 +137,11 @@ def _check_block_size(link: Any, device: Any, block: int) -> None:
     from qnet.physics.bb84 import bb84_channel
 
     eta = link.transmittance * device.detector_efficiency
+    # the gain includes after-pulses; the brightest intensity alone bounds the clicks before dead time
     rate = max(bb84_channel(device, eta, mu, device.dark_count_prob).gain for mu in link.settings.intensities)
-    clicks = block * rate * (1.0 + device.afterpulse_prob)
+    clicks = block * rate
     if clicks > MAX_CLICKS_PER_BLOCK:
-        fits = int(MAX_CLICKS_PER_BLOCK / (rate * (1.0 + device.afterpulse_prob)))
+        fits = int(MAX_CLICKS_PER_BLOCK / rate)
         raise typer.BadParameter(f"a block of {block:.0e} pulses would make about {clicks:.1e} clicks, more than "
                                  f"{MAX_CLICKS_PER_BLOCK:.0e}; use --block-pulses {fits:.0e} or less",
                                  param_hint="--block-pulses")

@@ -12,36 +12,51 @@ and error rate of single-photon pulses, which the decoy method bounds:
   Ma, Chen (2005): Y_n = 1 - (1 - Y_0)(1 - eta)^n, Q_1 = Y_1 mu e^-mu, e_1 = (e_0 Y_0 + e_d eta)/Y_1.
 - ``decoy="vacuum+weak"``: the practical two-decoy bounds of Ma, Qi, Zhao, Lo, PRA 72, 012326
   (2005), eqs. 34 (Y_1 lower bound) and 37 (e_1 upper bound) with a weak decoy ``nu`` and vacuum.
+  Asymptotically these bounds only tighten as nu falls (Q_nu e^nu = Y_0 + Y_1 nu + O(nu^2), so
+  eq. 34 tends to Y_1 and eq. 37 to e_1): there is no optimal nu, only the limit nu -> 0, which is
+  the infinite-decoy rate. With ``nu`` unset that limit is what is returned; a practical nu needs
+  finite statistics: give ``block_size`` (:mod:`qnet.physics.finite_key` optimises mu_2 against
+  its fluctuation terms) or give ``nu``.
 - ``decoy="none"``: GLLP with no decoys: every multi-photon pulse is assumed detected,
   Q_1 >= Q_mu - P_multi with P_multi = 1 - (1 + mu) e^-mu, e_1 <= E_mu Q_mu / Q_1.
 
 The channel model (Ma et al. 2005, eqs. 2-4): Q_mu = 1 - (1 - Y_0) e^(-eta mu),
 E_mu Q_mu = e_0 Y_0 + e_d (1 - e^(-eta mu)), e_0 = 1/2, eta = channel x detector transmittance.
-After-pulses add clicks with random bits (Lim et al. 2014's model) and dead time scales the rate
-(:mod:`qnet.physics.detectors`).
+After-pulses add noise clicks with random bits at a rate set by the mean click probability of the
+intensity mix, and each of Bob's two detectors has its own dead time (:mod:`qnet.physics.detectors`;
+:func:`bb84_channels` is that model for a mix, shared with :mod:`qnet.quantum.bb84`). The asymptotic
+rate sends decoys with a vanishing share of the pulses, so the mix the detectors see is the signal.
 
-When ``mu`` (and ``nu``) are not given they are chosen to maximise the rate at each transmittance.
+When ``mu`` is not given it is chosen to maximise the rate at each transmittance.
 The finite-key rate (``block_size`` set) is in :mod:`qnet.physics.finite_key`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 
 from qnet.errors import Problem
 from qnet.physics import _params
-from qnet.physics._optimise import maximise_1d, maximise_2d
+from qnet.physics._optimise import maximise_1d
 from qnet.physics._params import DEVICE_LIMITS, Choice, Limit, Range
-from qnet.physics._types import E0, Decoy
-from qnet.physics.detectors import click_probability, live_fraction, with_afterpulses
+from qnet.physics._types import E0, ArrayLike, Decoy
+from qnet.physics.detectors import (
+    afterpulse_click_probability,
+    click_probability,
+    live_fraction,
+    with_afterpulses,
+)
 from qnet.physics.entropy import binary_entropy
 from qnet.physics.rates import RatePoint
 
-__all__ = ["BB84Channel", "BB84DecoyParams", "bb84_channel", "bb84_decoy_rate"]
+__all__ = [
+    "BB84Channel", "BB84DecoyParams", "bb84_channel", "bb84_channels", "bb84_decoy_rate", "bb84_live_fraction",
+    "bb84_mix_rates",
+]
 
 
 
@@ -130,48 +145,122 @@ class BB84Channel:
     qber: float
 
 
-def bb84_channel(p: BB84DecoyParams, eta: float, intensity: float, y0: float) -> BB84Channel:
-    """Gain and QBER for pulses of mean photon number ``intensity``.
+def bb84_channel(p: BB84DecoyParams, eta: float, intensity: float, y0: float, *,
+                 mean_clicks: float | None = None) -> BB84Channel:
+    """Gain and QBER for pulses of mean photon number ``intensity``, before dead time.
 
-    Ma et al. (2005), eqs. 2-4, with after-pulses as in Lim et al., PRA 89, 022307 (2014), sec. IV:
-    a click probability D becomes D (1 + p_ap), the after-pulses erring with probability 1/2.
+    Ma et al. (2005), eqs. 2-4, with the after-pulses of :mod:`qnet.physics.detectors`: every gate
+    holds an after-pulse with probability A = p_ap D_mix, whatever its intensity, erring half the
+    time::
+
+        Q = 1 - (1 - D)(1 - A),   E Q = e_0 Y_0 + e_d (1 - e^(-eta mu)) + e_0 (1 - D) A
+
+    with D = 1 - (1 - Y_0) e^(-eta mu) the primary click probability.
 
     Args:
         p: the link's parameters (misalignment and after-pulse probability are used).
         eta: total transmittance, channel times detector.
         intensity: mean photon number of the pulses.
         y0: background click probability per pulse.
+        mean_clicks: primary click probability D_mix averaged over the intensity mix Alice sends;
+            ``None`` for a stream of this intensity alone (D_mix = D).
     """
-    signal = -np.expm1(-eta * intensity)
     clicks = float(click_probability(eta, intensity, y0))
-    errors = E0 * y0 + p.misalignment * signal + E0 * p.afterpulse_prob * clicks
-    gain = float(with_afterpulses(clicks, p.afterpulse_prob))
-    return BB84Channel(gain, float(errors / gain) if gain > 0 else E0)
+    mean = clicks if mean_clicks is None else mean_clicks
+    gain, errors = (float(x) for x in _gain_and_errors(p, eta, intensity, clicks, mean))
+    return BB84Channel(gain, errors / gain if gain > 0 else E0)
+
+
+def _gain_and_errors(p: BB84DecoyParams, eta: ArrayLike, intensity: ArrayLike, clicks: ArrayLike,
+                     mean_clicks: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+    """(Q, E Q) of :func:`bb84_channel` from the primary click probability D and the mix's D_mix."""
+    ap = afterpulse_click_probability(mean_clicks, p.afterpulse_prob)
+    signal = -np.expm1(-np.asarray(eta) * np.asarray(intensity))
+    errors = E0 * p.dark_count_prob + p.misalignment * signal + E0 * (1.0 - np.asarray(clicks)) * ap
+    return with_afterpulses(clicks, p.afterpulse_prob, mean_clicks), errors
+
+
+def bb84_mix_rates(p: BB84DecoyParams, eta: ArrayLike, intensities: Sequence[ArrayLike],
+                   probs: Sequence[ArrayLike]) -> tuple[list[ArrayLike], list[ArrayLike]]:
+    """(clicks, erring clicks) per pulse of each intensity that Bob records when Alice sends the mix
+    ``intensities`` with probabilities ``probs``: after-pulses spread over the mix and each
+    detector's own dead time (:mod:`qnet.physics.detectors`). Element-wise on arrays (one mix per
+    element), for the finite-key search; :func:`bb84_channels` is the same on floats.
+
+    Args:
+        p: the link's parameters (Y_0, e_d, p_ap, tau and the repetition rate are used).
+        eta: total transmittance, channel times detector.
+        intensities: the mean photon numbers Alice sends.
+        probs: the probability of each intensity (summing to 1).
+    """
+    primary = [click_probability(eta, k, p.dark_count_prob) for k in intensities]
+    mean = sum((pk * d for pk, d in zip(probs, primary, strict=True)), np.zeros(()))
+    rates = [_gain_and_errors(p, eta, k, d, mean) for k, d in zip(intensities, primary, strict=True)]
+    mix = sum((pk * g for pk, (g, _) in zip(probs, rates, strict=True)), np.zeros(()))
+    live = live_fraction(mix, p.rep_rate_hz, p.dead_time_s, detectors=2)
+    return [g * live for g, _ in rates], [e * live for _, e in rates]
+
+
+def bb84_live_fraction(p: BB84DecoyParams, eta: float, intensities: Sequence[float],
+                       probs: Sequence[float]) -> float:
+    """Live fraction of each of Bob's two detectors when Alice sends ``intensities`` with
+    probabilities ``probs``: 1 / (1 + f tau Q_mix / 2), Q_mix the click probability over the mix
+    with after-pulses (:mod:`qnet.physics.detectors`)."""
+    before = bb84_mix_rates(replace(p, dead_time_s=0.0), eta, intensities, probs)[0]
+    mix = sum(pk * float(g) for pk, g in zip(probs, before, strict=True))
+    return float(live_fraction(mix, p.rep_rate_hz, p.dead_time_s, detectors=2))
+
+
+def bb84_channels(p: BB84DecoyParams, eta: float, intensities: Sequence[float],
+                  probs: Sequence[float]) -> tuple[BB84Channel, ...]:
+    """What Bob records for each intensity of a mix: clicks per pulse of that intensity and QBER,
+    after-pulses and per-detector dead time included (the model the photon-level simulation
+    :func:`qnet.quantum.bb84.simulate_bb84` draws from; :func:`bb84_mix_rates` on floats).
+
+    Examples:
+        >>> p = BB84DecoyParams(afterpulse_prob=0.04)
+        >>> signal, vacuum = bb84_channels(p, 0.01, (0.5, 0.0), (0.9, 0.1))
+        >>> f"{vacuum.gain:.2e}"  # p_ap x the mix's clicks: 100 times the dark counts (1.7e-6)
+        '1.81e-04'
+    """
+    gains, errors = bb84_mix_rates(p, eta, intensities, probs)
+    pairs = [(float(g), float(e)) for g, e in zip(gains, errors, strict=True)]
+    return tuple(BB84Channel(g, e / g if g > 0 else E0) for g, e in pairs)
 
 
 def _single_photon_bounds(
     p: BB84DecoyParams, eta: float, mu: float, nu: float, y0: float
 ) -> tuple[float, float]:
-    """(Q_1 lower bound, e_1 upper bound) for the chosen decoy method."""
+    """(Q_1 lower bound, e_1 upper bound) for the chosen decoy method; ``nu = 0`` with two decoys
+    is the limit nu -> 0, where eqs. 34 and 37 become exact."""
     signal = bb84_channel(p, eta, mu, y0)
-    if p.decoy == Decoy.INFINITE:
-        clicks = y0 + (1.0 - y0) * eta
-        y1 = clicks * (1.0 + p.afterpulse_prob)
-        if y1 <= 0:
-            return 0.0, E0
-        e1 = (E0 * y0 + p.misalignment * eta + E0 * p.afterpulse_prob * clicks) / y1
-        return y1 * mu * np.exp(-mu), e1
+    if p.decoy == Decoy.INFINITE or (p.decoy == Decoy.VACUUM_WEAK and nu <= 0.0):
+        return _exact_single_photon(p, eta, mu, y0)
     if p.decoy == Decoy.NONE:
         q1 = signal.gain - (1.0 - (1.0 + mu) * np.exp(-mu))
         return q1, signal.qber * signal.gain / q1 if q1 > 0 else E0
     return _two_decoy_bounds(p, eta, mu, nu, y0)
 
 
+def _exact_single_photon(p: BB84DecoyParams, eta: float, mu: float, y0: float) -> tuple[float, float]:
+    """Q_1 = Y_1 mu e^-mu and e_1 of the channel model (infinitely many decoys), with the
+    after-pulses that the signal's clicks cause in single-photon gates."""
+    ap = float(afterpulse_click_probability(float(click_probability(eta, mu, y0)), p.afterpulse_prob))
+    primary = y0 + (1.0 - y0) * eta
+    y1 = 1.0 - (1.0 - primary) * (1.0 - ap)
+    if y1 <= 0:
+        return 0.0, E0
+    e1 = (E0 * y0 + p.misalignment * eta + E0 * (1.0 - primary) * ap) / y1
+    return y1 * mu * np.exp(-mu), e1
+
+
 def _two_decoy_bounds(p: BB84DecoyParams, eta: float, mu: float, nu: float, y0: float) -> tuple[float, float]:
     """Ma et al. (2005) eqs. 34 and 37 from the gains and errors Bob observes for the signal, the
     weak decoy and the vacuum (whose observed yield includes after-pulses, not only dark counts)."""
-    signal, weak = bb84_channel(p, eta, mu, y0), bb84_channel(p, eta, nu, y0)
-    vacuum = bb84_channel(p, eta, 0.0, y0).gain
+    mix = float(click_probability(eta, mu, y0))  # the detectors see the signal (decoys are rare)
+    signal = bb84_channel(p, eta, mu, y0)
+    weak = bb84_channel(p, eta, nu, y0, mean_clicks=mix)
+    vacuum = bb84_channel(p, eta, 0.0, y0, mean_clicks=mix).gain
     y1 = (mu / (mu * nu - nu**2)) * (
         weak.gain * np.exp(nu)
         - signal.gain * np.exp(mu) * nu**2 / mu**2
@@ -190,7 +279,7 @@ def _rate(p: BB84DecoyParams, eta: float, mu: float, nu: float) -> float:
     q1, e1 = _single_photon_bounds(p, eta, mu, nu, y0)
     secret = q1 * (1.0 - binary_entropy(min(e1, 0.5))) if q1 > 0 else q1
     raw = p.sifting_factor * (secret - p.ec_efficiency * signal.gain * binary_entropy(signal.qber))
-    return float(raw * live_fraction(signal.gain, p.rep_rate_hz, p.dead_time_s))
+    return float(raw * live_fraction(signal.gain, p.rep_rate_hz, p.dead_time_s, detectors=2))
 
 
 def bb84_decoy_rate(p: BB84DecoyParams, channel_transmittance: float) -> RatePoint:
@@ -219,18 +308,10 @@ def bb84_decoy_rate(p: BB84DecoyParams, channel_transmittance: float) -> RatePoi
 
 
 def _choose_intensities(p: BB84DecoyParams, eta: float) -> tuple[float, float]:
-    """The given (mu, nu), or the pair that maximises the rate."""
-    if p.decoy != Decoy.VACUUM_WEAK:
-        if p.mu is not None:
-            return p.mu, 0.0
-        return maximise_1d(lambda m: _rate(p, eta, m, 0.0), 1e-4, 1.5), 0.0
-    if p.mu is not None and p.nu is not None:
-        return p.mu, p.nu
-    if p.nu is not None:
-        nu = p.nu
-        return maximise_1d(lambda m: _rate(p, eta, m, nu), nu * 1.01, max(1.5, nu * 3)), nu
+    """The given (mu, nu), or mu maximising the rate; an unset nu is the limit nu -> 0 (0.0 here),
+    since the asymptotic two-decoy bound has no interior optimum in nu (module docstring)."""
+    nu = p.nu if p.decoy == Decoy.VACUUM_WEAK and p.nu is not None else 0.0
     if p.mu is not None:
-        mu = p.mu
-        return mu, maximise_1d(lambda n: _rate(p, eta, mu, n), min(1e-4, mu * 0.01), mu * 0.99)
-    best = maximise_2d(lambda m, n: _rate(p, eta, m, n * m), (1e-3, 1.5), (1e-3, 0.99))
-    return best[0], best[0] * best[1]
+        return p.mu, nu
+    lo, hi = (nu * 1.01, max(1.5, nu * 3)) if nu > 0 else (1e-4, 1.5)
+    return maximise_1d(lambda m: _rate(p, eta, m, nu), lo, hi), nu

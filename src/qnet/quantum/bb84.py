@@ -13,8 +13,13 @@ the photon-number counts of N pulses are one multinomial draw, the pulses that c
 draws per photon number, and only clicking pulses get bases and bits (the others are discarded by
 sifting anyway). 10^9 pulses take about a second. Approximations, stated: a gate with both a photon
 click and a background click counts as a photon click (its error is e_d, not 1/2: a correction of
-order Y_0 eta); after-pulses land in gates whose intensity is drawn from the intensity mix, with a
-random bit; dead time thins all clicks by the non-paralysable live fraction.
+order Y_0 eta). After-pulses and dead time follow the one model of :mod:`qnet.physics.detectors`
+(the analytic :func:`qnet.physics.bb84.bb84_channels` is the same model in closed form): a gate of
+any intensity that had no click gets an after-pulse with probability p_ap times the block's mean
+primary click rate, with a random bit; then each of Bob's two detectors (one per bit value) keeps
+its clicks with its own non-paralysable live fraction 1 / (1 + R_d tau), R_d its own click rate in
+the block. Thinning click by click at that fraction is the mean-field form of dead time: the
+correlation between a click and the gates just after it is not drawn.
 
 Every draw comes from the ``numpy.random.Generator`` passed in, so a seed reproduces a block.
 """
@@ -28,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qnet.physics.bb84 import BB84DecoyParams
-from qnet.physics.detectors import live_fraction
+from qnet.physics.detectors import afterpulse_click_probability, live_fraction
 from qnet.physics.finite_key import DecoySettings
 from qnet.quantum.eve import Eve, EveAttack, signal_click_probabilities
 
@@ -37,6 +42,8 @@ __all__ = ["DetectionEvents", "simulate_bb84"]
 X_BASIS, Z_BASIS = 0, 1
 
 U8 = npt.NDArray[np.uint8]
+Columns = tuple[U8, U8, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]
+"""Per click: intensity index, photons sent, whether a photon caused it, whether Eve knows it."""
 
 
 @dataclass(frozen=True)
@@ -90,17 +97,18 @@ def simulate_bb84(
     """
     if pulses < 0:
         raise ValueError(f"pulses must be >= 0, got {pulses!r}")
-    intensity, photons, signal, eve_knows = _clicks(device, settings, pulses, channel_transmittance, rng, eve)
-    intensity, photons, signal, eve_knows = _afterpulses_and_dead_time(
-        device, settings, pulses, (intensity, photons, signal, eve_knows), rng)
+    columns, per_intensity = _clicks(device, settings, pulses, channel_transmittance, rng, eve)
+    intensity, photons, signal, eve_knows = _afterpulses(device, pulses, per_intensity, columns, rng)
     order = rng.permutation(intensity.size)  # clicks arrive interleaved in time
     intensity, photons, signal, eve_knows = intensity[order], photons[order], signal[order], eve_knows[order]
-    return _measure(device, settings, pulses, intensity, photons, signal, eve_knows, rng, eve)
+    events = _measure(device, settings, pulses, intensity, photons, signal, eve_knows, rng, eve)
+    return _dead_time(device, events, rng)
 
 
 def _clicks(device: BB84DecoyParams, settings: DecoySettings, pulses: int, eta_ch: float,
-            rng: np.random.Generator, eve: Eve | None) -> tuple[U8, U8, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """Which pulses click, by intensity and photon number, and whether each click is a photon's."""
+            rng: np.random.Generator, eve: Eve | None) -> tuple[Columns, npt.NDArray[np.int64]]:
+    """Which pulses click, by intensity and photon number, and whether each click is a photon's;
+    with the pulses sent of each intensity."""
     top = _max_photons(max(settings.intensities))
     n = np.arange(top + 1)
     signal_pmf = _pmf(settings.mu1, top)
@@ -119,7 +127,7 @@ def _clicks(device: BB84DecoyParams, settings: DecoySettings, pulses: int, eta_c
     photons = np.repeat(np.array([lab[1] for lab in labels], dtype=np.uint8), counts)  # top <= 250
     signal = np.repeat(np.array([lab[2] for lab in labels], dtype=bool), counts)
     knows = signal & knows_n[np.minimum(photons, top)]
-    return intensity, photons, signal, knows
+    return (intensity, photons, signal, knows), per_intensity
 
 
 def _max_photons(mu: float) -> int:
@@ -139,23 +147,33 @@ def _pmf(mu: float, top: int) -> npt.NDArray[np.float64]:
     return pmf / pmf.sum()  # type: ignore[no-any-return]
 
 
-Columns = tuple[U8, U8, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]
-
-
-def _afterpulses_and_dead_time(device: BB84DecoyParams, settings: DecoySettings, pulses: int,
-                               columns: Columns, rng: np.random.Generator) -> Columns:
+def _afterpulses(device: BB84DecoyParams, pulses: int, per_intensity: npt.NDArray[np.int64], columns: Columns,
+                 rng: np.random.Generator) -> Columns:
+    """After-pulse clicks (no photon, random bit later) in the gates of each intensity that had no click:
+    each with probability p_ap x the block's primary clicks per pulse, whatever its intensity."""
+    if not device.afterpulse_prob or pulses == 0:
+        return columns
     intensity, photons, signal, knows = columns
-    extra = int(rng.binomial(intensity.size, device.afterpulse_prob)) if device.afterpulse_prob else 0
-    if extra:
-        intensity = np.concatenate([intensity, rng.choice(3, size=extra, p=settings.probs).astype(np.uint8)])
-        photons = np.concatenate([photons, np.zeros(extra, dtype=np.uint8)])
-        signal = np.concatenate([signal, np.zeros(extra, dtype=bool)])
-        knows = np.concatenate([knows, np.zeros(extra, dtype=bool)])
-    if device.dead_time_s > 0 and pulses > 0:
-        live = float(live_fraction(intensity.size / pulses, device.rep_rate_hz, device.dead_time_s))
-        keep = rng.random(intensity.size) < live
-        intensity, photons, signal, knows = intensity[keep], photons[keep], signal[keep], knows[keep]
-    return intensity, photons, signal, knows
+    chance = float(afterpulse_click_probability(intensity.size / pulses, device.afterpulse_prob))
+    quiet = per_intensity - np.bincount(intensity, minlength=per_intensity.size)
+    extra = rng.binomial(quiet, chance)
+    added = int(extra.sum())
+    return (np.concatenate([intensity, np.repeat(np.arange(extra.size, dtype=np.uint8), extra)]),
+            np.concatenate([photons, np.zeros(added, dtype=np.uint8)]),
+            np.concatenate([signal, np.zeros(added, dtype=bool)]),
+            np.concatenate([knows, np.zeros(added, dtype=bool)]))
+
+
+def _dead_time(device: BB84DecoyParams, events: DetectionEvents, rng: np.random.Generator) -> DetectionEvents:
+    """Each of Bob's detectors (detector d reports bit d) keeps a click with its own live fraction."""
+    if device.dead_time_s <= 0 or events.pulses == 0:
+        return events
+    rates = np.bincount(events.bob_bit, minlength=2) / events.pulses
+    live = np.asarray(live_fraction(rates.astype(np.float64), device.rep_rate_hz, device.dead_time_s))
+    keep = rng.random(events.clicks) < live[events.bob_bit]
+    return DetectionEvents(events.pulses, events.intensity[keep], events.photons[keep], events.alice_basis[keep],
+                           events.alice_bit[keep], events.bob_basis[keep], events.bob_bit[keep],
+                           events.eve_knows[keep])
 
 
 def _measure(device: BB84DecoyParams, settings: DecoySettings, pulses: int, intensity: U8, photons: U8,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
@@ -22,7 +23,12 @@ import numpy.typing as npt
 from qnet.physics.bb84 import BB84DecoyParams
 from qnet.physics.channels import link_transmittance
 from qnet.physics.entropy import reconciliation_efficiency
-from qnet.physics.finite_key import DecoySettings, key_length_for_pulses, optimal_settings
+from qnet.physics.finite_key import (
+    DecoySettings,
+    key_length_for_pulses,
+    key_lengths_for_pulses,
+    optimal_settings_batch,
+)
 from qnet.quantum.bb84 import simulate_bb84
 from qnet.quantum.eve import Eve
 from qnet.quantum.postprocess.authentication import AuthKeyPool
@@ -30,7 +36,8 @@ from qnet.quantum.postprocess.pipeline import BlockReport, ChainConfig, PostProc
 
 __all__ = ["CASCADE_EFFICIENCY", "FEED_BLOCKS", "SECONDS_PER_CLICK", "TEXTBOOK_SETTINGS", "FeedMode", "LinkEnd",
            "LinkSummary", "SimulatedLink", "block_settings", "expected_block", "expected_qber", "expected_rate_bps",
-           "feed_block_pulses", "key_id_strings", "link_cpu_cores", "settings_for_block", "summarise"]
+           "feed_block_pulses", "key_id_strings", "link_cpu_cores", "plan_block_settings", "plan_feeds",
+           "settings_for_block", "summarise"]
 
 CASCADE_EFFICIENCY = 1.07
 """Reconciliation efficiency f the chain's Cascade reaches on these blocks (measured: 1.070 at 25 km
@@ -76,15 +83,37 @@ class _Key:
         return f"Key(key_ID={self.key_ID!r}, key=<{len(self.key)} bytes>)"
 
 
-@lru_cache(maxsize=4096)
+_SETTINGS: dict[tuple[BB84DecoyParams, float, float], DecoySettings] = {}
+"""What :func:`plan_block_settings` found, per (device, channel transmittance, pulses per block)."""
+_SETTINGS_KEPT = 4096
+
+
 def settings_for_block(device: BB84DecoyParams, channel_transmittance: float, pulses: float) -> DecoySettings:
     """Intensities and basis bias that maximise the finite-key rate for blocks of ``pulses`` pulses;
-    :data:`TEXTBOOK_SETTINGS` where no setting gives key (so the QBER estimate stays the channel's)."""
-    params = replace(device, decoy="vacuum+weak", nu=None, block_size=1e6)  # block_size: only its mode
-    eta = channel_transmittance * device.detector_efficiency
-    best = optimal_settings(params, eta, pulses=pulses)
-    length = key_length_for_pulses(replace(params, ec_efficiency=CASCADE_EFFICIENCY), eta, best, pulses).key_length
-    return best if length > 0 else TEXTBOOK_SETTINGS
+    :data:`TEXTBOOK_SETTINGS` where no setting gives key (so the QBER estimate stays the channel's).
+    Cached per device, transmittance and block (:func:`plan_block_settings`)."""
+    return plan_block_settings(device, [channel_transmittance], [pulses])[0]
+
+
+def plan_block_settings(device: BB84DecoyParams, channel_transmittances: Sequence[float],
+                        pulses: Sequence[float]) -> list[DecoySettings]:
+    """:func:`settings_for_block` for many (transmittance, block) pairs of one device: those not
+    cached yet are searched together, in one vectorised batch
+    (:func:`~qnet.physics.finite_key.optimal_settings_batch`), and cached."""
+    keys = [(device, float(t), float(n)) for t, n in zip(channel_transmittances, pulses, strict=True)]
+    missing = [k for k in dict.fromkeys(keys) if k not in _SETTINGS]
+    if missing:
+        params = replace(device, decoy="vacuum+weak", nu=None, block_size=1e6)  # block_size: only its mode
+        etas = [t * device.detector_efficiency for _, t, _ in missing]
+        blocks = [n for _, _, n in missing]
+        found = optimal_settings_batch(params, etas, pulses=blocks)
+        lengths = key_lengths_for_pulses(replace(params, ec_efficiency=CASCADE_EFFICIENCY), etas, found, blocks)
+        for key, best, length in zip(missing, found, lengths, strict=True):
+            _SETTINGS[key] = best if length > 0 else TEXTBOOK_SETTINGS
+    found_all = [_SETTINGS[k] for k in keys]
+    for stale in list(_SETTINGS)[:max(len(_SETTINGS) - _SETTINGS_KEPT, 0)]:  # the oldest first
+        del _SETTINGS[stale]
+    return found_all
 
 
 def expected_rate_bps(length_km: float, attenuation_db_per_km: float, pulses_per_block: int,
@@ -158,6 +187,21 @@ def feed_block_pulses(length_km: float, attenuation_db_per_km: float, *, device:
             chosen = n
         return chosen
     return longest if rate(longest) > 0 else short[-1]  # no key otherwise: 10 s blocks, a steady QBER
+
+
+def plan_feeds(links: Iterable[tuple[float, float, BB84DecoyParams | None]]) -> None:
+    """Search the settings of every (length km, attenuation dB/km, device) link for every block of
+    :data:`FEED_BLOCKS` in one vectorised batch per device (:func:`plan_block_settings`), so that
+    :func:`feed_block_pulses` and :func:`expected_block` then find them cached: planning a
+    network's links one by one searched them one at a time, 20x slower (``benchmarks/finite_key.py``)."""
+    channels: dict[BB84DecoyParams, dict[float, None]] = {}
+    for length_km, attenuation, device in links:
+        dev = replace(device or BB84DecoyParams(), attenuation_db_per_km=attenuation)
+        channel = float(link_transmittance(length_km, attenuation, dev.extra_loss_db))
+        channels.setdefault(dev, {})[channel] = None
+    for dev, seen in channels.items():
+        pairs = [(t, float(n)) for t in seen for n in FEED_BLOCKS]
+        plan_block_settings(dev, [t for t, _ in pairs], [n for _, n in pairs])
 
 
 def link_cpu_cores(length_km: float, attenuation_db_per_km: float, pulses_per_block: int, *,

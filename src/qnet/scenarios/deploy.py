@@ -35,7 +35,7 @@ from typing import Any
 
 from qnet.physics.bb84 import BB84DecoyParams
 from qnet.physics.finite_key import DecoySettings
-from qnet.quantum.link import block_settings, expected_rate_bps, feed_block_pulses, link_cpu_cores
+from qnet.quantum.link import block_settings, expected_rate_bps, feed_block_pulses, link_cpu_cores, plan_feeds
 from qnet.scenarios.planner import link_length_km
 from qnet.scenarios.spec import LinkSpec, NetworkSpec
 from qnet.security.pki import PKI
@@ -113,6 +113,8 @@ def init_deployment(root: Path, spec: NetworkSpec, *, base_port: int = 8443, por
     links: dict[str, list[dict[str, Any]]] = {n: [] for n in nodes}
     costs: dict[str, float] = {}
     sources: dict[str, dict[str, Any]] = {}
+    if (source or {}).get("kind", "simulated") == "simulated":  # every link's settings in one batch, then cached
+        plan_feeds((*feed_geometry(spec, link), feed_params(link)) for link in spec.links)
     for link in spec.links:
         length, attenuation = feed_geometry(spec, link)
         settings = sources[link.label] = {"kind": "simulated", "seed": secrets.randbits(128), "length_km": length,

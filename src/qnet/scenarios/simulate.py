@@ -53,7 +53,7 @@ from qnet.control.events import ControlEvent
 from qnet.control.routing import RoutePolicy, Topology
 from qnet.errors import NoRouteError, QNetError, UnavailableError
 from qnet.keys.manager import CEDE_MAX_UNITS, CEDE_MIN_UNITS
-from qnet.quantum.link import CASCADE_EFFICIENCY, expected_block, feed_block_pulses
+from qnet.quantum.link import CASCADE_EFFICIENCY, expected_block, feed_block_pulses, plan_feeds
 from qnet.scenarios.deploy import feed_geometry, feed_params
 from qnet.scenarios.spec import FaultAction, NetworkSpec
 from qnet.sim.kernel import Kernel
@@ -211,6 +211,7 @@ def link_qbers(spec: NetworkSpec) -> dict[str, float]:
 
 
 def _link_physics(spec: NetworkSpec) -> dict[str, tuple[float, float]]:
+    plan_feeds((*feed_geometry(spec, link), feed_params(link)) for link in spec.links)  # one batch, then cached
     physics = {}
     for link in spec.links:
         length, attenuation = feed_geometry(spec, link)
