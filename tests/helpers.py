@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -31,6 +32,29 @@ def free_ports(count: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def free_base_port(offsets: Iterable[int]) -> int:
+    """A port ``base`` such that every ``base + offset`` is free just now, below the ephemeral range
+    (32768-60999 on Linux), where the outgoing connections of other tests would take them at random."""
+    import random
+
+    offsets = list(offsets)
+    rng = random.Random()
+    while True:
+        base = rng.randrange(20000, 32000 - max(offsets))
+        socks: list[socket.socket] = []
+        try:
+            for offset in offsets:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
 
 
 def role_of(cn: str | None) -> str | None:

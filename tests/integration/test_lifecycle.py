@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shlex
 import signal
 import socket
@@ -22,27 +21,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers import free_base_port
 from tests.integration.conftest import ROOT, scaled
 
 TWO_NODES = ROOT / "examples" / "two-nodes.yaml"
 QNET = [sys.executable, "-m", "qnet"]
-
-
-def _base_port() -> int:
-    """A port p with p, p + 1, p + 2 (two KMEs and the controller) and p + 1002 (the dashboard) free."""
-    for _ in range(200):
-        base = random.randrange(20000, 31000)  # below Linux's ephemeral ports (32768-): no client takes them
-        socks = [socket.socket() for _ in range(4)]
-        try:
-            for sock, port in zip(socks, (base, base + 1, base + 2, base + 1002), strict=True):
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        return base
-    raise RuntimeError("no free ports")
 
 
 def _in_background(argv: list[str]) -> list[str]:
@@ -60,7 +43,7 @@ def _until(done: Callable[[], bool], timeout_s: float, what: str) -> None:
 def _up(state: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(_in_background([*QNET, "up", str(TWO_NODES), "--state-dir", str(state), "--source",
-                                                "prng", "--base-port", str(_base_port())]),
+                                                "prng", "--base-port", str(free_base_port([0, 1, 2, 1002]))]),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out)
 
 
@@ -225,7 +208,7 @@ def test_every_child_ends_with_qnet_up(network: Network, sig: int, when: str) ->
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """A two-node deployment made by qnet pki init (PRNG feeds), and its base port."""
-    root, base = tmp_path_factory.mktemp("pki") / "demo", _base_port()
+    root, base = tmp_path_factory.mktemp("pki") / "demo", free_base_port([0, 1, 2, 1002])
     subprocess.run([*QNET, "pki", "init", str(root), "--spec", str(TWO_NODES), "--base-port", str(base)],
                    check=True, capture_output=True, timeout=scaled(120))
     for node in ("Alice", "Bob"):

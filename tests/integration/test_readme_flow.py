@@ -9,7 +9,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +17,8 @@ from pathlib import Path
 import pytest
 
 from qnet.cli.kme import wait_for_port
-from tests.integration.conftest import ROOT, free_ports
-
-
-def consecutive_free_ports() -> int:
-    """A port p with p and p + 1 both free (the README's KMEs take consecutive ports)."""
-    for _ in range(50):
-        (port,) = free_ports(1)
-        with socket.socket() as a, socket.socket() as b:
-            try:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
+from tests.helpers import free_base_port
+from tests.integration.conftest import ROOT
 
 
 def readme_commands() -> list[str]:
@@ -46,7 +32,7 @@ def readme_commands() -> list[str]:
 def test_first_key_in_three_commands(tmp_path: Path) -> None:
     init, serve, fetch = readme_commands()
     assert serve.endswith("&")
-    port_a = consecutive_free_ports()
+    port_a = free_base_port([0, 1, 2, 1002])  # the README's two KMEs, the controller, its dashboard
     (tmp_path / "examples").mkdir()
     shutil.copy(ROOT / "examples" / "two-nodes.yaml", tmp_path / "examples")  # the README runs from the checkout
     base = [*shlex.split(init), "--base-port", str(port_a)]

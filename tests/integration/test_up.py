@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.conftest import free_ports
+from tests.helpers import free_base_port
 
 SPEC = Path(__file__).resolve().parent / "specs" / "ring6.yaml"
 
@@ -51,9 +51,8 @@ def _relayed_key(endpoints: dict[str, object]) -> tuple[str, bytes, bytes]:
 
 
 def test_up_writes_endpoints_serves_relayed_keys_resumes_and_goes_down(tmp_path: Path) -> None:
-    state, port = tmp_path / "net", free_ports(1)[0]
-    while port > 60000:  # six consecutive ports from here
-        port = free_ports(1)[0]
+    state = tmp_path / "net"
+    port = free_base_port([*range(7), 6 + 1000])  # six KMEs, the controller, its dashboard
     proc = _up(state, port)
     try:
         endpoints = json.loads((state / "endpoints.json").read_text())
