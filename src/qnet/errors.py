@@ -16,8 +16,9 @@ the ETSI 014 error body's entries (which key_ID, which SAE).
     │   ├── ParameterError                    a model parameter is out of its range
     │   ├── SpecError                         a network spec file is invalid; every Problem found
     │   ├── UnknownProtocolError              a protocol name is not in the registry
-    │   └── StoreError                        the key store refuses a request (keys.store)
-    │       └── MalformedMessageError             a signed KM-to-KM message outside the protocol
+    │   ├── StoreError                        the key store refuses a request (keys.store)
+    │   │   └── MalformedMessageError             a signed KM-to-KM message outside the protocol
+    │   └── FrameError                        a QKD-keyed channel frame refused (service._frames)
     ├── UnauthorizedError                   the caller is not known, or may not have these keys
     │   ├── EnvelopeError                     a KM-to-KM message refused: forged, replayed, stale (security.envelope)
     │   └── AuthenticationFailed              a post-processing message's tag does not verify (quantum)
@@ -30,7 +31,9 @@ the ETSI 014 error body's entries (which key_ID, which SAE).
         ├── InsufficientKeyError (+StoreError)  fewer keys than asked for (requested, available)
         ├── CapacityError                     a demand exceeds what a route has left
         ├── PeerError                         a peer KME did not answer, or refused (what it answered)
-        └── AuditError                        the audit log cannot be written (management.audit)
+        ├── AuditError                        the audit log cannot be written (management.audit)
+        ├── KeyExhaustedError                 not enough key to send a message; nothing sent (service._frames)
+        └── KeyStreamError                    an ETSI 004 call answered a status other than success (clients.etsi004)
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "ConflictError",
     "ForbiddenError",
     "InvalidRequestError",
+    "KeyStreamError",
     "NoRouteError",
     "NotFoundError",
     "ParameterError",
@@ -188,6 +192,19 @@ class NoRouteError(UnavailableError):
     def __init__(self, src: str, dst: str, reason: str = "") -> None:
         self.src, self.dst, self.reason = src, dst, reason
         super().__init__(f"no route from {src} to {dst}{': ' + reason if reason else ''}")
+
+
+class KeyStreamError(UnavailableError):
+    """An ETSI GS QKD 004 call answered a status other than success.
+
+    Attributes:
+        status: the standard's status value (``qnet.service.etsi004.Status``, an int).
+        qos: for QOS_NOT_MET, the KME's counter-proposal (a ``QoS``), else None.
+    """
+
+    def __init__(self, status: int, message: str, *, qos: Any = None) -> None:
+        super().__init__(message, [{"status": int(status)}])
+        self.status, self.qos = status, qos
 
 
 class CapacityError(UnavailableError):

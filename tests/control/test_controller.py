@@ -334,3 +334,28 @@ def test_a_link_not_yet_up_while_the_network_starts_is_no_alarm() -> None:
     assert "link-down@bc" not in seen
     ctl.report("B", [LinkReport("bc", 0, 0.0, None, up=False)], ctl.start_grace_s + 1.0)
     assert "link-down@bc" in seen
+
+
+def test_key_streams_connect_once_and_a_stream_its_kme_no_longer_lists_is_closed() -> None:
+    """ETSI 004 streams: the second end connects once (again is a conflict: KSID in use); a KME's
+    report that no longer lists a stream it connected to frees the stream's capacity, after a grace
+    of three periods; operator sessions (no ETSI 004 QoS) are never touched."""
+    ctl = controller()
+    stream = ctl.open_session("SB", "SA", 0.0, key_rate_bps=600, opener="SA", qos={"key_chunk_size": 32})
+    plain = ctl.open_session("SA", "SB", 0.0, key_rate_bps=100)
+    assert stream.connected == {"SA"}
+    ctl.connect_session(stream.key_stream_id, "SB", 0.5)
+    with pytest.raises(QNetError, match=r"connected to Key_stream_ID .* already"):
+        ctl.connect_session(stream.key_stream_id, "SB", 0.6)
+    with pytest.raises(QNetError, match="neither end"):
+        ctl.connect_session(stream.key_stream_id, "SC", 0.6)
+    listing = [{"Key_stream_ID": stream.key_stream_id, "SAE_ID": "SA", "bits": 2048}]
+    ctl.take_usage("A", [{"SAE_ID": "SA", "peer_SAE_ID": "SB", "api": "etsi004", "keys": 8, "bits": 2048},
+                         {"SAE_ID": "SB", "peer_SAE_ID": "SA", "api": "etsi004", "keys": 1, "bits": 1}], listing, 1.0)
+    assert ctl.usage["A"] == [{"SAE_ID": "SA", "peer_SAE_ID": "SB", "api": "etsi004", "keys": 8, "bits": 2048}]
+    assert stream.delivered_bits == {"SA": 2048}
+    ctl.take_usage("A", [], [], 2.0)  # within the grace: kept (the report may predate the stream)
+    assert stream.key_stream_id in ctl.sessions
+    ctl.take_usage("A", [], [], 10.0)
+    assert stream.key_stream_id not in ctl.sessions and plain.key_stream_id in ctl.sessions
+    assert ctl.open_session("SA", "SB", 10.0, key_rate_bps=800).route == ["A", "B"]  # the capacity is back

@@ -161,13 +161,14 @@ def test_km_messages_forged_tampered_replayed_are_refused(live: LiveNet) -> None
 
 
 def test_openapi_document_describes_the_api(live: LiveNet) -> None:
-    """The served OpenAPI lists the five ETSI 014 operations and the error schema."""
+    """The served OpenAPI lists the five ETSI 014 operations, the three of ETSI 004 and the error schema."""
     with live.client("SAE_A") as http:
         doc = http.get(f"{live.url('Alice')}/openapi.json").json()
     ops = {(path, method) for path, item in doc["paths"].items() for method in item}
     assert ops == {(f"{API}/{{slave_SAE_ID}}/status", "get"), (f"{API}/{{slave_SAE_ID}}/enc_keys", "get"),
                    (f"{API}/{{slave_SAE_ID}}/enc_keys", "post"), (f"{API}/{{master_SAE_ID}}/dec_keys", "get"),
-                   (f"{API}/{{master_SAE_ID}}/dec_keys", "post")}
+                   (f"{API}/{{master_SAE_ID}}/dec_keys", "post"), ("/api/v2/qkd004/open_connect", "post"),
+                   ("/api/v2/qkd004/get_key", "post"), ("/api/v2/qkd004/close", "post")}
     assert {"Status", "KeyContainer", "Error", "KeyRequest", "KeyIDs"} <= set(doc["components"]["schemas"])
 
 

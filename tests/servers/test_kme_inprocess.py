@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from qnet.clients.km import AsyncKMClient
-from qnet.scenarios.deploy import init_deployment
+from qnet.scenarios.deploy import Deployment, init_deployment
 from qnet.scenarios.validate import load_spec
 from qnet.security.envelope import seal
 from qnet.servers.config import load_config
@@ -38,6 +39,7 @@ class Pair:
         ports = {"Alice": 1, "Bob": 2, "controller": 3, "dashboard": 4}  # never bound: nothing listens
         dep = init_deployment(root, spec, ports=ports, source={"kind": "prng", "max_units": 5000})
         self.nodes = {n: KMENode(load_config(dep.configs[n]), dep.configs[n]) for n in ("Alice", "Bob")}
+        others = self.prepare(dep)
         self.apps = {n: create_app(node) for n, node in self.nodes.items()}
         alice = self.nodes["Alice"]
         feeds = make_feeds("Alice", alice.config.links, alice.store, alice.config.unit_bits)
@@ -46,9 +48,13 @@ class Pair:
             transport = httpx.ASGITransport(app=AsCaller(self.apps[peer], me))
             self.nodes[me].connect_peer(peer, AsyncKMClient(f"http://{peer}", None, transport=transport))
         self.runner = asyncio.Runner()
-        self.lives = [app.router.lifespan_context(app) for app in self.apps.values()]
+        self.lives = [app.router.lifespan_context(app) for app in [*others, *self.apps.values()]]
         for life in self.lives:
             self.runner.run(life.__aenter__())
+
+    def prepare(self, dep: Deployment) -> list[FastAPI]:
+        """Before the KMEs' apps are made: other apps to run beside them (none here)."""
+        return []
 
     def call(self, node: str, caller: str | None, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return asgi_request(self.runner, self.apps[node], caller, method, path, **kwargs)

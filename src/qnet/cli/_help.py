@@ -30,6 +30,7 @@ A network is one YAML spec file (SPEC: e.g. examples/tokyo-qkd-network.yaml).
 [bold]Run it live[/]
   qnet up SPEC --state-dir tokyo        start it; prints the dashboard's URL
   qnet down --state-dir tokyo           stop it
+  qnet receive, qnet send FILE          a file between two SAEs, QKD-keyed
   qnet pki init DIR, qnet kme serve DIR the parts by hand (docs/kme.md)
   qnet controller, qnet audit           the controller's API, the audit log
 

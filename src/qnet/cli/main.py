@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from qnet import __version__
-from qnet.cli import audit, controller, keyrate, kme, link, pki, simulate, up, validate
+from qnet.cli import audit, controller, keyrate, kme, link, pki, send, simulate, up, validate
 from qnet.cli._console import err_console
 from qnet.cli._help import TOP_HELP, plain_flags
 from qnet.errors import QNetError
@@ -50,6 +50,8 @@ app.command(name="simulate", short_help="Simulate days of a network in seconds: 
     simulate.simulate)
 app.command(name="up", short_help="Start a network live: KMEs, links, controller, dashboard.")(up.up)
 app.command(name="down", short_help="Stop the network that `qnet up --state-dir DIR` runs.")(up.down)
+app.command(name="send", short_help="Send a file to an SAE over a QKD-keyed channel (AES-GCM or OTP).")(send.send)
+app.command(name="receive", short_help="Receive files that SAEs send with `qnet send`.")(send.receive)
 app.add_typer(link.app, name="link", short_help="Simulated QKD links: photons, post-processing, keys.")
 app.add_typer(pki.app, name="pki", short_help="A local CA and certificates for mutual TLS.")
 app.add_typer(kme.app, name="kme", short_help="Key managers: the ETSI GS QKD 014 key delivery servers.")

@@ -42,6 +42,7 @@ from qnet.control.routing import (
     hop_cost,
     usable_link,
 )
+from qnet.control.streams import StreamKeys
 from qnet.errors import (
     CapacityError,
     ConflictError,
@@ -123,13 +124,22 @@ class Session:
     """When its route last changed."""
     admitted_against: RateBasis = RateBasis.PLANNED
     """The link rates its admission was checked against."""
+    qos: dict[str, Any] = field(default_factory=dict)
+    """The rest of its ETSI 004 QoS (chunk size, max bps, jitter, timeout, TTL), as asked."""
+    connected: set[str] = field(default_factory=set)
+    """Its SAEs that have called OPEN_CONNECT (the one that opened it at least)."""
+    keys: StreamKeys = field(default_factory=StreamKeys, repr=False)
+    """The key_IDs of its keys by index (:mod:`qnet.control.streams`)."""
+    delivered_bits: dict[str, int] = field(default_factory=dict)
+    """Key bits each end's KME has delivered to its application (from their reports)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
         return {"Key_stream_ID": self.key_stream_id, "source": self.source, "destination": self.destination,
-                "QoS": {"key_rate_bps": self.key_rate_bps, "priority": self.priority},
+                "QoS": {**self.qos, "key_rate_bps": self.key_rate_bps, "priority": self.priority},
                 "route": self.route, "opened_s": self.opened_s, "reroutes": self.reroutes,
-                "admitted_against": self.admitted_against.value}
+                "admitted_against": self.admitted_against.value, "connected": sorted(self.connected),
+                "delivered_bits": dict(sorted(self.delivered_bits.items()))}
 
 
 @dataclass
@@ -182,6 +192,8 @@ class Controller:
         caps = capacity_bps or {}
         self.links = {lid: _Link((a, b), caps.get(lid, math.inf)) for a, b, lid in topology.links}
         self.sessions: dict[str, Session] = {}
+        self.usage: dict[str, list[dict[str, Any]]] = {}
+        """Key handed to applications, as each node's KME last reported it (:meth:`take_usage`)."""
         self._version = 0
         self.revision = 0
         """Counts the changes that key managers must hear of (cuts, alarms, drains, sessions, routes):
@@ -241,6 +253,30 @@ class Controller:
         self._check_alarms(now_s)
         self._check_links(now_s)
         return self.directive(now_s)
+
+    def take_usage(self, node: str, usage: Iterable[Mapping[str, Any]], streams: Iterable[Mapping[str, Any]],
+                   now_s: float | None = None) -> None:
+        """What ``node``'s KME says it handed its applications (its count since it started: rows of
+        SAE_ID, peer_SAE_ID, api, keys, bits) and each key stream's bits delivered there; rows for
+        SAEs not of that node are ignored. With ``now_s``: a key stream (a session with an ETSI 004
+        QoS) that one of this node's SAEs connected to, opened more than three periods ago and no
+        longer in the KME's list is closed (the KME restarted, or lost it): its capacity is freed."""
+        own = {sae for sae, at in self.saes.items() if at == node}
+        self.usage[node] = [dict(r) for r in usage if r.get("SAE_ID") in own]
+        listed = set()
+        for row in streams:
+            session, sae = self.sessions.get(str(row.get("Key_stream_ID"))), row.get("SAE_ID")
+            if session is not None and sae in own and sae in (session.source, session.destination):
+                session.delivered_bits[str(sae)] = int(row.get("bits", 0))
+                listed.add(session.key_stream_id)
+        if now_s is None:
+            return
+        stale = [s for s in self.sessions.values() if "key_chunk_size" in s.qos and s.connected & own
+                 and s.key_stream_id not in listed and now_s - s.opened_s > 3 * self.period_s]
+        for session in stale:
+            del self.sessions[session.key_stream_id]
+            self._event(now_s, EventKind.SESSION_CLOSE, session.key_stream_id, Severity.INFO,
+                        f"{session.source}->{session.destination}: no longer open at {node}'s KME")
 
     def answer(self, node: str, reports: Iterable[LinkReport], now_s: float,
                events: Iterable[Sequence[Any]] = (), *, boot: str | None = None) -> dict[str, Any]:
@@ -421,7 +457,8 @@ class Controller:
         return self.router.route(src, dst, self.states(now_s), avoid_nodes=self.drained)
 
     def open_session(self, source: str, destination: str, now_s: float, *, key_rate_bps: float = 0.0,
-                     priority: int = 0, key_stream_id: str | None = None) -> Session:
+                     priority: int = 0, key_stream_id: str | None = None, opener: str | None = None,
+                     qos: Mapping[str, Any] | None = None) -> Session:
         """OPEN_CONNECT: admit a key stream from SAE ``source`` to SAE ``destination``.
 
         Admission checks the demand against each hop's rate (:meth:`admission_rate_bps`: measured
@@ -435,10 +472,14 @@ class Controller:
             NoRouteError: if no route satisfies the policy.
             CapacityError: if the demand exceeds what its route has left (the message names the
                 link, the figures and their basis).
+            InvalidRequestError: for an ``opener`` that is neither end.
         """
         ksid = key_stream_id or str(uuid.uuid4())
         if ksid in self.sessions:
             raise ConflictError(f"Key_stream_ID {ksid} is already open")
+        opener = source if opener is None else opener
+        if opener not in (source, destination):
+            raise InvalidRequestError(f"{opener!r} is neither end of the session {source}->{destination}")
         nodes = self._session_nodes(source, destination)
         if not key_rate_bps >= 0:
             raise InvalidRequestError("QoS key_rate_bps must be a number >= 0")
@@ -447,7 +488,8 @@ class Controller:
         except NoRouteError as exc:
             raise NoRouteError(nodes[0], nodes[1], exc.reason) from None
         session, victims = self._admit_on_some_route(
-            Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s), now_s)
+            Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s, qos=dict(qos or {}),
+                    connected={opener}), now_s)
         for victim in victims:
             del self.sessions[victim.key_stream_id]
             self._event(now_s, EventKind.SESSION_PREEMPTED, victim.key_stream_id, Severity.MINOR,
@@ -456,6 +498,23 @@ class Controller:
         self._event(now_s, EventKind.SESSION_OPEN, ksid, Severity.INFO,
                     f"{source}->{destination} over {' -> '.join(session.route)} "
                     f"(admitted against {session.admitted_against} rates)")
+        return session
+
+    def connect_session(self, key_stream_id: str, sae: str, now_s: float) -> Session:
+        """OPEN_CONNECT by the second of a session's SAEs (the first opened it).
+
+        Raises:
+            NotFoundError: if no such session is open.
+            InvalidRequestError: if ``sae`` is neither of its ends.
+            ConflictError: if ``sae`` has connected already (ETSI 004: KSID already in use).
+        """
+        session = self.session(key_stream_id)
+        if sae not in (session.source, session.destination):
+            raise InvalidRequestError(f"{sae!r} is neither end of the session {key_stream_id}")
+        if sae in session.connected:
+            raise ConflictError(f"{sae} has connected to Key_stream_ID {key_stream_id} already")
+        session.connected.add(sae)
+        self._event(now_s, EventKind.SESSION_OPEN, key_stream_id, Severity.INFO, f"{sae} connected")
         return session
 
     def close_session(self, key_stream_id: str, now_s: float) -> Session:

@@ -72,6 +72,8 @@ class KMEControlView:
         self._lagging: set[str] = set()
         self._photon_since: dict[str, float] = {}
         self._stocks: dict[str, tuple[float, int]] = {}
+        self.usage: Callable[[], dict[str, Any]] = dict
+        """What the report says of key handed to applications (``usage``, ``streams``: set by the node)."""
 
     def report(self, now: float) -> dict[str, Any]:
         """The body of this period's report: each link's view and the events not yet sent (each
@@ -81,7 +83,7 @@ class KMEControlView:
         events = [e for e in self.manager.events if e.seq > self._events_sent][-1000:]
         return {"links": self.reports(now), "boot": self.manager.boot, "events": [
             {"time_s": e.time_s, "kind": e.kind, "detail": e.detail[:2000], "seq": e.seq, "count": e.count}
-            for e in events]}
+            for e in events], **self.usage()}
 
     def answered(self, report: Mapping[str, Any], answer: Mapping[str, Any]) -> None:
         """The controller took ``report`` and answered: its events are sent; take the picture."""

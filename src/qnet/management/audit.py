@@ -63,6 +63,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -78,7 +79,7 @@ from qnet.errors import UnavailableError
 from qnet.keys.store import SPENT, KeyStore, SpentAs
 from qnet.keys.store import keys_table as keys
 
-__all__ = ["FIELDS", "GENESIS", "Accounting", "AuditError", "AuditEvent", "AuditLog", "AuditRecord",
+__all__ = ["FIELDS", "GENESIS", "OPTIONAL_FIELDS", "Accounting", "AuditError", "AuditEvent", "AuditLog", "AuditRecord",
            "KeySupplyAudit", "Usage", "Verdict", "accounting", "audit_files", "audit_path", "read_records",
            "read_rows", "store_usage", "verify"]
 
@@ -88,8 +89,12 @@ GENESIS = "0" * 64
 """What the first record's ``prev`` is: the fixed start of every chain."""
 FIELDS = frozenset({"seq", "prev", "hash", "kme", "event", "key_ID", "master_SAE_ID", "slave_SAE_IDs",
                     "size_bits", "link_id", "route", "time"})
-"""Every field of a record, and nothing else (so no field can carry key material)."""
+"""Every field a record must have; :data:`OPTIONAL_FIELDS` it may have; nothing else (so no field
+can carry key material)."""
+OPTIONAL_FIELDS = frozenset({"Key_stream_ID"})
+"""Fields a record has only sometimes: the ETSI 004 key stream a key went to (a UUID)."""
 _TAIL_BYTES = 1 << 16
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class AuditError(UnavailableError):
@@ -119,14 +124,18 @@ class AuditRecord:
     route: tuple[str, ...] | None
     time_s: float
     """Wall-clock seconds since the Unix epoch."""
+    stream: str | None = None
+    """The ETSI 004 key stream the key went to (``Key_stream_ID``; written only when there is one,
+    so records of ETSI 014 keys read as before)."""
 
     def body(self) -> dict[str, Any]:
         """The record's fields as written (without ``seq``, ``prev`` and ``hash``)."""
         when = datetime.fromtimestamp(self.time_s, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return {"kme": self.kme, "event": str(self.event), "key_ID": self.key_ID,
+        body = {"kme": self.kme, "event": str(self.event), "key_ID": self.key_ID,
                 "master_SAE_ID": self.master_SAE_ID, "slave_SAE_IDs": list(self.slave_SAE_IDs),
                 "size_bits": self.size_bits, "link_id": self.link_id,
                 "route": None if self.route is None else list(self.route), "time": when}
+        return body if self.stream is None else {**body, "Key_stream_ID": self.stream}
 
 
 def canonical(value: Mapping[str, Any]) -> bytes:
@@ -263,34 +272,35 @@ class KeySupplyAudit:
 
     def _records(self, event: AuditEvent, key_ids: Iterable[str], *, master: str, slaves: Sequence[str],
                  size_bits: int | Mapping[str, int], link_id: str | Mapping[str, str] | None,
-                 route: Sequence[str] | None) -> list[AuditRecord]:
+                 route: Sequence[str] | None, stream: str | None = None) -> list[AuditRecord]:
         now = self.clock()
         return [AuditRecord(kme=self.kme_id, event=event, key_ID=k, master_SAE_ID=master,
-                            slave_SAE_IDs=tuple(slaves), time_s=now,
+                            slave_SAE_IDs=tuple(slaves), time_s=now, stream=stream,
                             size_bits=size_bits if isinstance(size_bits, int) else size_bits.get(k, 0),
                             link_id=link_id if link_id is None or isinstance(link_id, str) else link_id.get(k),
                             route=None if route is None else tuple(route)) for k in key_ids]
 
     def enc_keys(self, key_ids: Sequence[str], *, master: str, slaves: Sequence[str], size_bits: int,
-                 route: Sequence[str], link_id: str | None = None) -> int:
-        """Keys handed to a master; ``link_id`` is looked up in the store when not given (a direct key).
+                 route: Sequence[str], link_id: str | None = None, stream: str | None = None) -> int:
+        """Keys handed to a master (for the ETSI 004 key ``stream``, if any); ``link_id`` is looked
+        up in the store when not given (a direct key).
 
         Raises:
             AuditError: if the log cannot be written.
         """
         return self.log.append(self.enc_records(key_ids, master=master, slaves=slaves, size_bits=size_bits,
-                                                route=route, link_id=link_id))
+                                                route=route, link_id=link_id, stream=stream))
 
     def enc_records(self, key_ids: Sequence[str], *, master: str, slaves: Sequence[str], size_bits: int,
-                    route: Sequence[str], link_id: str | None = None) -> list[AuditRecord]:
+                    route: Sequence[str], link_id: str | None = None, stream: str | None = None) -> list[AuditRecord]:
         """The records of :meth:`enc_keys`, not yet written (to write several requests' in one batch)."""
         links: str | Mapping[str, str] | None = link_id
         if links is None:
             links = {k: link for k, (link, _) in self._lookup(key_ids).items()}
         return self._records(AuditEvent.ENC_KEYS, key_ids, master=master, slaves=slaves, size_bits=size_bits,
-                             link_id=links, route=route)
+                             link_id=links, route=route, stream=stream)
 
-    def dec_keys(self, key_ids: Sequence[str], *, slave: str, master: str) -> int:
+    def dec_keys(self, key_ids: Sequence[str], *, slave: str, master: str, stream: str | None = None) -> int:
         """Keys handed to a slave (their link and size come from the store).
 
         Raises:
@@ -299,7 +309,8 @@ class KeySupplyAudit:
         found = self._lookup(key_ids)
         return self.log.append(self._records(
             AuditEvent.DEC_KEYS, key_ids, master=master, slaves=[slave], route=None,
-            size_bits={k: size for k, (_, size) in found.items()}, link_id={k: link for k, (link, _) in found.items()}))
+            size_bits={k: size for k, (_, size) in found.items()}, link_id={k: link for k, (link, _) in found.items()},
+            stream=stream))
 
     def relay_stored(self, body: Mapping[str, Any]) -> int:
         """The keys of a relay message stored here, its last node (``body``: the message, whose
@@ -374,10 +385,12 @@ def _parse(line: bytes) -> dict[str, Any] | str:
         return "not a JSON record (corrupted or truncated)"
     if not isinstance(row, dict):
         return "not a JSON object"
-    missing, extra = FIELDS - set(row), set(row) - FIELDS
+    missing, extra = FIELDS - set(row), set(row) - FIELDS - OPTIONAL_FIELDS
     if missing or extra:
         return (f"missing field(s) {', '.join(sorted(missing))}" if missing else
                 f"unexpected field(s) {', '.join(sorted(extra))}")
+    if "Key_stream_ID" in row and not (isinstance(row["Key_stream_ID"], str) and _UUID.fullmatch(row["Key_stream_ID"])):
+        return "Key_stream_ID is not a UUID"
     if not isinstance(row["seq"], int) or isinstance(row["seq"], bool):
         return "seq is not an integer"
     return row

@@ -29,7 +29,10 @@ and per node: ``qnet_kme_requests_total{method, code}`` (``method``: the ETSI GS
 ``qnet_kme_request_duration_seconds{method}`` (a histogram), ``qnet_kme_relays_total{outcome}``
 (``started`` here, ``forwarded`` as a later hop, ``failed``), ``qnet_kme_events_total{kind}`` and
 ``qnet_kme_errors_total{kind}`` (``internal``: a request failed unexpectedly; and the error kinds
-of :data:`ERROR_EVENTS`).
+of :data:`ERROR_EVENTS`); and the accounting of key handed to applications:
+``qnet_kme_keys_served_total{sae, peer, api}`` and ``qnet_kme_key_bits_served_total{sae, peer, api}``
+(``api``: ``etsi014``, or ``etsi004`` for a key stream's keys), ``qnet_kme_key_streams{sae}`` (open
+ETSI 004 streams).
 
 Controller (``ControllerMetrics``), per link (label ``link``): ``qnet_controller_link_up``,
 ``qnet_controller_link_cut``, ``qnet_controller_link_stored_units``,
@@ -51,7 +54,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -63,6 +66,7 @@ from prometheus_client.registry import Collector
 from qnet.control.controller import Controller
 from qnet.keys.manager import KeyManager
 from qnet.keys.store import SPENT, SpentAs, keys_table
+from qnet.service.usage import KeyUsage
 
 __all__ = ["ERROR_EVENTS", "LATENCY_BUCKETS_S", "RATE_WINDOW_S", "ControllerMetrics", "KMEMetrics",
            "RequestMetrics", "consumed_units"]
@@ -157,7 +161,8 @@ class KMEMetrics(_Exposing):
         clock: wall-clock seconds (for the key rate).
     """
 
-    def __init__(self, manager: KeyManager, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, manager: KeyManager, *, clock: Callable[[], float] = time.time,
+                 usage: KeyUsage | None = None, streams: Callable[[], Mapping[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.http = RequestMetrics(self.registry, "qnet_kme", "method")
         self.relays = Counter("qnet_kme_relays", "Key relays: started here, forwarded as a later hop, failed.",
@@ -165,6 +170,8 @@ class KMEMetrics(_Exposing):
         for outcome in RELAY_OUTCOMES:
             self.relays.labels(outcome)
         self.registry.register(_KMECollector(manager, self.http, clock))
+        if usage is not None:
+            self.registry.register(_UsageCollector(usage, streams or dict))
 
     async def relayed(self, outcome: str, relay: Awaitable[T]) -> T:
         """Await ``relay``, counting it under ``outcome`` (and ``failed`` if it raises)."""
@@ -174,6 +181,31 @@ class KMEMetrics(_Exposing):
         except Exception:
             self.relays.labels("failed").inc()
             raise
+
+
+class _UsageCollector(Collector):
+    """Key handed to applications (:class:`~qnet.service.usage.KeyUsage`) and the open key streams.
+    The label values are SAE_IDs of the network's spec (a bounded set), never a caller's words."""
+
+    def __init__(self, usage: KeyUsage, streams: Callable[[], Mapping[str, int]]) -> None:
+        self.usage, self.streams = usage, streams
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["sae", "peer", "api"]
+        keys = CounterMetricFamily("qnet_kme_keys_served", "Keys handed to applications, by application (sae), "
+                                   "the application it shares them with (peer) and API (etsi014, etsi004).",
+                                   labels=labels)
+        bits = CounterMetricFamily("qnet_kme_key_bits_served", "Key bits handed to applications, by application, "
+                                   "peer and API.", labels=labels)
+        for row in self.usage.rows():
+            values = [row["SAE_ID"], row["peer_SAE_ID"], row["api"]]
+            keys.add_metric(values, row["keys"])
+            bits.add_metric(values, row["bits"])
+        streams = GaugeMetricFamily("qnet_kme_key_streams", "Open ETSI 004 key streams, by application here.",
+                                    labels=["sae"])
+        for sae, count in sorted(self.streams().items()):
+            streams.add_metric([sae], count)
+        yield from (keys, bits, streams)
 
 
 def consumed_units(conn: sa.Connection) -> dict[str, tuple[int, int]]:

@@ -13,13 +13,12 @@ endpoint                                    caller                       what
 ``POST /control/v1/links/{id}/restore``     an operator                  put it back
 ``GET  /control/v1/routes?src=&dst=``       anyone                       the route a relay takes now
 ``GET  /control/v1/events?since=``          anyone                       alarms, cuts, route changes
-``POST /control/v1/sessions``               the source SAE, an operator  OPEN_CONNECT (ETSI GS QKD 004)
-``GET  /control/v1/sessions[/{ksid}]``      anyone                       open sessions and their routes
-``DELETE /control/v1/sessions/{ksid}``      the source SAE, an operator  CLOSE
+``/control/v1/sessions...``                 an SAE, its KME, operators   ETSI GS QKD 004 sessions
+                                                                         (:mod:`qnet.servers.sessions`)
 =========================================  ===========================  =======================================
 
-GET_KEY of a session is the KMEs' ETSI GS QKD 014 ``enc_keys``/``dec_keys``: each KME learns the
-sessions' routes in its report's answer and relays their keys along them. Errors are
+GET_KEY of a session is served by the KMEs (:mod:`qnet.servers.kme004`); each KME learns the
+sessions' routes in its report's answer. Errors are
 ``{"message": ...}`` with 400, 401, 403, 404, 409, 413 (a body over :data:`CONTROL_BODY_BYTES`) or
 503; nothing unexpected reaches the caller.
 """
@@ -53,8 +52,9 @@ from qnet.servers.config import ControllerConfig
 from qnet.servers.dashboard import create_dashboard
 from qnet.servers.errors import CONTROL_STATUS, install_error_handler
 from qnet.servers.fcaps import add_management_routes, stream_closing, wire
-from qnet.servers.identity import BodyLimit, PeerCertProtocol, caller, role_of, tls13
+from qnet.servers.identity import BodyLimit, PeerCertProtocol, caller, tls13
 from qnet.servers.kme import add_metrics, route_name
+from qnet.servers.sessions import add_session_routes
 
 __all__ = ["EventStreamServer", "controller_from_config", "create_app", "serve"]
 
@@ -78,6 +78,24 @@ class EventIn(_Model):
     """How many occurrences it stands for (a summary of repeats)."""
 
 
+class UsageIn(_Model):
+    """Key a KME handed one of its applications, for use with a peer, over an API."""
+
+    SAE_ID: str = Field(max_length=64)
+    peer_SAE_ID: str = Field(max_length=64)
+    api: str = Field(max_length=16)
+    keys: int = Field(ge=0)
+    bits: int = Field(ge=0)
+
+
+class StreamUsageIn(_Model):
+    """Key bits a KME delivered to its application on one ETSI 004 stream."""
+
+    Key_stream_ID: str = Field(max_length=64)
+    SAE_ID: str = Field(max_length=64)
+    bits: int = Field(ge=0)
+
+
 class ReportIn(_Model):
     """A KME's report: one entry per link, as :class:`~qnet.control.controller.LinkReport`, and the
     events it saw since its last report."""
@@ -86,22 +104,8 @@ class ReportIn(_Model):
     events: list[EventIn] = Field(default_factory=list, max_length=1000)
     boot: str | None = Field(default=None, max_length=64)
     """The KME's start (its events' seq count from 1 at each)."""
-
-
-class QoSIn(_Model):
-    """A session's quality of service."""
-
-    key_rate_bps: float = Field(default=0.0, ge=0)
-    priority: int = Field(default=0, ge=0, le=1000)
-
-
-class OpenConnect(_Model):
-    """OPEN_CONNECT (ETSI GS QKD 004 sec. 6.1): source and destination SAEs, QoS, optional Key_stream_ID."""
-
-    source: str
-    destination: str
-    QoS: QoSIn = QoSIn()
-    Key_stream_ID: str | None = Field(default=None, min_length=1, max_length=64)
+    usage: list[UsageIn] = Field(default_factory=list, max_length=10_000)
+    streams: list[StreamUsageIn] = Field(default_factory=list, max_length=10_000)
 
 
 CONTROL_BODY_BYTES = 1024 * 1024
@@ -162,19 +166,14 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
             raise ForbiddenError(f"{who!r} is not an operator of this network")
         return who
 
-    def source_or_operator(request: Request, source: str) -> None:
-        who = caller(request, "sae", "operator")
-        if role_of(request) == "operator":
-            operator(request)
-        elif who != source:
-            raise ForbiddenError(f"{who!r} may open and close only its own sessions (source {source!r})")
-
     @app.post(f"{API}/reports")
     async def reports(body: ReportIn, request: Request) -> JSONResponse:
         node = caller(request, "kme")
         if node not in nodes:
             raise ForbiddenError(f"{node!r} is not a KME of this network")
         now = clock()
+        ctl.take_usage(node, [u.model_dump() for u in body.usage], [u.model_dump() for u in body.streams],
+                       now if "streams" in body.model_fields_set else None)
         return JSONResponse(ctl.answer(node, [LinkReport.from_dict(r) for r in body.links], now,
                                        [(e.time_s, e.kind, e.detail, e.seq, e.count) for e in body.events],
                                        boot=body.boot))
@@ -216,7 +215,7 @@ def create_app(ctl: Controller, *, operators: frozenset[str] = frozenset({"opera
         caller(request)
         return JSONResponse({"events": [e.as_dict() for e in ctl.events if e.time_s >= since]})
 
-    _session_routes(app, ctl, source_or_operator, clock)
+    add_session_routes(app, ctl, operator, clock)
     add_management_routes(app, ctl, store, broker, caller=caller, operator=operator, clock=clock)
     return app
 
@@ -255,34 +254,6 @@ def _ticking(ctl: Controller, clock: Callable[[], float]) -> Callable[[FastAPI],
         yield
         task.cancel()
     return lifespan
-
-
-def _session_routes(app: FastAPI, ctl: Controller, source_or_operator: Callable[[Request, str], None],
-                    clock: Callable[[], float]) -> None:
-    """OPEN_CONNECT, the sessions, CLOSE."""
-
-    @app.post(f"{API}/sessions")
-    async def open_connect(body: OpenConnect, request: Request) -> JSONResponse:
-        source_or_operator(request, body.source)
-        session = ctl.open_session(body.source, body.destination, clock(), key_rate_bps=body.QoS.key_rate_bps,
-                                   priority=body.QoS.priority, key_stream_id=body.Key_stream_ID)
-        return JSONResponse({"status": "SUCCESS", **session.as_dict()})
-
-    @app.get(f"{API}/sessions")
-    async def sessions(request: Request) -> JSONResponse:
-        caller(request)
-        return JSONResponse({"sessions": [s.as_dict() for s in ctl.sessions.values()]})
-
-    @app.get(f"{API}/sessions/{{ksid}}")
-    async def session(ksid: str, request: Request) -> JSONResponse:
-        caller(request)
-        return JSONResponse(ctl.session(ksid).as_dict())
-
-    @app.delete(f"{API}/sessions/{{ksid}}")
-    async def close(ksid: str, request: Request) -> JSONResponse:
-        source_or_operator(request, ctl.session(ksid).source)
-        ctl.close_session(ksid, clock())
-        return JSONResponse({"status": "SUCCESS", "Key_stream_ID": ksid})
 
 
 def serve(config: ControllerConfig) -> None:

@@ -178,7 +178,8 @@ class SecurityHeaders:
 def snapshot(ctl: Controller, store: AlarmStore, now_s: float, *, name: str = "qnet",
              positions: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """What the page draws: nodes with positions, links with their state, sessions with their
-    routes, alarms (active first, then the latest cleared) and the latest events."""
+    routes, key used by each application (as their KMEs report it), alarms (active first, then the
+    latest cleared) and the latest events."""
     nodes = list(ctl.topology.nodes)
     saes: dict[str, list[str]] = {n: [] for n in nodes}
     for sae, node in ctl.saes.items():
@@ -196,6 +197,8 @@ def snapshot(ctl: Controller, store: AlarmStore, now_s: float, *, name: str = "q
                    **_measured(links[lid] if link.reports else {})}
                   for lid, link in ctl.links.items()],
         "sessions": [s.as_dict() for s in ctl.sessions.values()],
+        "usage": sorted((row for rows in ctl.usage.values() for row in rows),
+                        key=lambda r: (r["SAE_ID"], r["peer_SAE_ID"], r["api"])),
         "alarms": [a.as_dict() for a in alarms if a.cleared_s is None]
         + [a.as_dict() for a in alarms if a.cleared_s is not None][:30],
         "events": [e.as_dict() for e in list(ctl.events)[-40:]][::-1],

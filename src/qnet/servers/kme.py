@@ -49,6 +49,7 @@ from qnet.security.envelope import EnvelopeError, open_envelope
 from qnet.servers.errors import ETSI014_STATUS, error_body, install_error_handler, status_of
 from qnet.servers.fcaps import add_kme_inventory_route
 from qnet.servers.identity import BodyLimit, PeerCertProtocol, caller, tls13
+from qnet.servers.kme004 import ETSI004Driver, add_etsi004_routes
 from qnet.servers.node import Broadcast, KMENode
 from qnet.service.etsi014 import KMELimits, keys_body
 
@@ -245,12 +246,15 @@ def create_app(node: KMENode) -> FastAPI:
                   description="ETSI GS QKD 014 v1.1.1 key delivery API (mutual TLS: the caller's SAE_ID is the "
                               "subject CN of its client certificate).", responses=_ERRORS)
     _install_handlers(app)
-    metrics = KMEMetrics(node.manager, clock=node.clock)
+    svc = node.service
+    driver = ETSI004Driver(svc, node.manager.local_sae, node.session_client(), relay=node.relay_keys,
+                           assigns_sent=node.assigns_sent, dec=lambda *a: dec_body(*a),  # noqa: PLW0108 (defined below)
+                           clock=node.clock)
+    metrics = KMEMetrics(node.manager, clock=node.clock, usage=svc.usage, streams=driver.book.open_by_sae)
     add_metrics(app, metrics, metrics.http, _etsi014_method, caller, in_thread=True)
     add_kme_inventory_route(app, node, caller)
     app.add_middleware(BodyLimit, limit_of=lambda scope: KM_BODY_BYTES if scope["path"].startswith("/km/")
                        else SAE_BODY_BYTES, streamed=("/km/v1/messages",))
-    svc = node.service
     assigned = Broadcast()
     node.manager.assigned = assigned.fire  # type: ignore[method-assign]
 
@@ -262,18 +266,21 @@ def create_app(node: KMENode) -> FastAPI:
         # other SAEs and the KM-to-KM channel meanwhile
         return JSONResponse(await asyncio.to_thread(fn, *args) if large else fn(*args))
 
-    async def dec(caller: str, master: str, key_ids: list[str]) -> JSONResponse:
+    async def dec_body(caller: str, master: str, key_ids: list[str], stream: str | None = None) -> dict[str, Any]:
         """dec_keys, waiting up to ASSIGN_WAIT_S for an assign message still on its way."""
         deadline = asyncio.get_running_loop().time() + ASSIGN_WAIT_S
         while True:
             try:
-                return await call(svc.dec_keys, caller, master, key_ids)
+                return svc.dec_keys(caller, master, key_ids, stream=stream)
             except QNetError as exc:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0 or not exc.details or any(d.get("reason") != NOT_YET_ASSIGNED for d in exc.details):
                     raise
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(assigned.wait(), min(left, 0.2))
+
+    async def dec(caller: str, master: str, key_ids: list[str]) -> JSONResponse:
+        return JSONResponse(await dec_body(caller, master, key_ids))
 
     @app.get(f"{API}/{{slave_SAE_ID}}/status", response_model=Status, summary="Get status")
     async def status(slave_SAE_ID: str, request: Request) -> JSONResponse:
@@ -313,6 +320,8 @@ def create_app(node: KMENode) -> FastAPI:
         return await dec(_sae(request), master_SAE_ID, [k.key_ID for k in body.key_IDs])
 
     _km_routes(app, node, metrics)
+    add_etsi004_routes(app, driver, _sae)
+    node.key_streams = driver.book
     return app
 
 

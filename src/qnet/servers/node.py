@@ -31,6 +31,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from qnet.clients.controller import AsyncSessionClient
 from qnet.clients.km import AsyncKMClient, KMClient, tls_client_context
 from qnet.control.kme_view import KMEControlView
 from qnet.control.routing import LinkState, RelayRouting, RoutePolicy, Router, Topology
@@ -47,6 +48,7 @@ from qnet.security.envelope import EnvelopeError, Opened, seal
 from qnet.security.pki import load_signing_key, load_verify_key
 from qnet.servers.agent import ControlAgent
 from qnet.servers.config import KMEConfig
+from qnet.service.etsi004 import StreamBook
 from qnet.service.etsi014 import EncPlan, ETSI014Service, KeyManagerLike
 
 __all__ = ["Broadcast", "KMENode"]
@@ -107,14 +109,15 @@ class _AuditedService(ETSI014Service):
         if self.audit is not None:
             with _audit_or_503():
                 self.audit.enc_keys(_key_ids(body), master=plan.master, slaves=plan.slaves, size_bits=plan.size,
-                                    route=plan.route)
+                                    route=plan.route, stream=plan.stream)
         return body
 
-    def dec_keys(self, caller: str, master: str, key_ids: Sequence[Any]) -> dict[str, Any]:
-        body = super().dec_keys(caller, master, key_ids)
+    def dec_keys(self, caller: str, master: str, key_ids: Sequence[Any], *,
+                 stream: str | None = None) -> dict[str, Any]:
+        body = super().dec_keys(caller, master, key_ids, stream=stream)
         if self.audit is not None:
             with _audit_or_503():
-                self.audit.dec_keys(_key_ids(body), slave=caller, master=master)
+                self.audit.dec_keys(_key_ids(body), slave=caller, master=master, stream=stream)
         return body
 
 
@@ -182,6 +185,8 @@ class KMENode:
         self._anchored_at: dict[str, int] = {}  # peer -> the seq of the last anchor it took
         self._anchor_s = 0.0
         self.service = _AuditedService(self.manager, self.relayer.route_to, self.audit)
+        self.key_streams: StreamBook | None = None  # the ETSI 004 streams here (set by the server app)
+        self.control.usage = self.usage_report
         self.verify_keys = {lk.peer: load_verify_key(lk.peer_verify_key) for lk in config.links}
         context = tls_client_context(config.tls.ca, config.tls.cert, config.tls.key)
         self._peer_urls = {lk.peer: lk.peer_url for lk in config.links}
@@ -269,7 +274,9 @@ class KMENode:
         request = RelayRequest(plan.master, tuple(plan.slaves), plan.number, plan.size)
         if self.relayer.submit(plan.target, Waiting(request, answer)):
             self._spawn(self.relayer.work(plan.target))
-        return await answer
+        keys = await answer
+        self.service.count_enc(plan, keys)
+        return keys
 
     async def relay_hop(self, opened: Opened) -> dict[str, Any]:
         """Apply a relay message and pass it on (:meth:`Relayer.hop`)."""
@@ -328,6 +335,19 @@ class KMENode:
         if client is None:
             client = self._async_clients[peer] = AsyncKMClient(self._peer_urls[peer], self._context)
         return client
+
+    def usage_report(self) -> dict[str, Any]:
+        """What this KME's report says of key handed to its applications: per application, peer and
+        API, and per open ETSI 004 stream."""
+        streams = list(self.key_streams.streams.values()) if self.key_streams is not None else []
+        return {"usage": self.service.usage.rows(), "streams": [
+            {"Key_stream_ID": s.ksid, "SAE_ID": s.sae, "bits": s.key_bits_delivered} for s in streams]}
+
+    def session_client(self) -> AsyncSessionClient | None:
+        """A client of the controller's sessions (ETSI 004 streams), if this KME has a controller."""
+        if self.config.controller is None:
+            return None
+        return AsyncSessionClient(self.config.controller.url, self._context)
 
     def connect_peer(self, peer: str, client: AsyncKMClient) -> None:
         """Reach ``peer`` through ``client`` from the event loop (in-process tests hand it an

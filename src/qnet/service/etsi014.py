@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from qnet.errors import InvalidRequestError, NoRouteError, UnauthorizedError, UnavailableError
 from qnet.keys.store import NOT_FOR_SAE, DeliveredKey, InsufficientKeyError, StoreError
+from qnet.service.usage import ETSI004, ETSI014, KeyUsage
 
 __all__ = ["ETSI014Service", "EncPlan", "KMELimits", "KeyManagerLike", "keys_body"]
 
@@ -80,6 +81,8 @@ class EncPlan:
     size: int
     target: str
     route: list[str]
+    stream: str | None = None
+    """The ETSI 004 key stream (Key_stream_ID) the keys are for, if any (accounting, audit)."""
 
     @property
     def relayed(self) -> bool:
@@ -103,6 +106,8 @@ class ETSI014Service:
     def __init__(self, manager: KeyManagerLike, limits: KMELimits | None = None,
                  route_to: Callable[[str], list[str]] = _no_routes) -> None:
         self.manager, self.limits, self.route_to = manager, limits or KMELimits(), route_to
+        self.usage = KeyUsage()
+        """Keys handed out, per application, peer and API (:mod:`qnet.service.usage`)."""
 
     def status(self, caller: str, slave: str) -> dict[str, Any]:
         """Get status (sec. 5.1) of the key supply between the caller (master) and ``slave``."""
@@ -144,14 +149,24 @@ class ETSI014Service:
         if plan.relayed:
             raise UnavailableError(f"keys for {plan.target} must be relayed over {' -> '.join(plan.route)}")
         try:
-            return keys_body(self.manager.enc_keys(plan.master, plan.slaves, plan.number, plan.size))
+            keys = self.manager.enc_keys(plan.master, plan.slaves, plan.number, plan.size)
+            self.count_enc(plan, keys)
+            return keys_body(keys)
         except InsufficientKeyError as exc:
             raise UnavailableError(exc.message, exc.details) from None
         except StoreError as exc:
             raise UnavailableError(exc.message, exc.details) from None
 
-    def dec_keys(self, caller: str, master: str, key_ids: Sequence[Any]) -> dict[str, Any]:
-        """Get key with key IDs (sec. 5.3): the caller (a slave) fetches keys its master was given."""
+    def count_enc(self, plan: EncPlan, keys: Sequence[DeliveredKey]) -> None:
+        """Count keys handed to a plan's master (for each of its slaves)."""
+        bits = sum(8 * len(k.key) for k in keys)
+        for slave in plan.slaves:
+            self.usage.served(plan.master, slave, ETSI004 if plan.stream else ETSI014, keys=len(keys), bits=bits)
+
+    def dec_keys(self, caller: str, master: str, key_ids: Sequence[Any], *,
+                 stream: str | None = None) -> dict[str, Any]:
+        """Get key with key IDs (sec. 5.3): the caller (a slave) fetches keys its master was given
+        (for the ETSI 004 key ``stream``, if named: accounting)."""
         if not self.manager.local_sae(caller):
             raise UnauthorizedError("unknown SAE: no SAE with this certificate's SAE_ID is attached to this KME",
                                [{"SAE_ID": caller}])
@@ -172,12 +187,15 @@ class ETSI014Service:
         if len(set(key_ids)) != len(key_ids):
             raise InvalidRequestError("the same key_ID is asked for twice")
         try:
-            return keys_body(self.manager.dec_keys(caller, master, list(key_ids)))
+            keys = self.manager.dec_keys(caller, master, list(key_ids))
         except StoreError as exc:
             not_ours = [d for d in exc.details if d.get("reason") == NOT_FOR_CALLER]
             if not_ours:  # "Get key with key IDs": the caller is not a slave the master named for these keys
                 raise UnauthorizedError(f"key_ID {not_ours[0]['key_ID']}: {NOT_FOR_CALLER}", not_ours) from None
             raise InvalidRequestError(exc.message, exc.details) from None
+        self.usage.served(caller, master, ETSI004 if stream else ETSI014, keys=len(keys),
+                          bits=sum(8 * len(k.key) for k in keys))
+        return keys_body(keys)
 
     def _pair(self, caller: str, slave: str) -> str:
         if not self.manager.local_sae(caller):
