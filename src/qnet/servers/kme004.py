@@ -41,7 +41,7 @@ from qnet.errors import (
     UnavailableError,
 )
 from qnet.keys.store import DeliveredKey
-from qnet.service.etsi004 import BATCH, MAX_AHEAD, Answer, KeyStream, QoS, Status, StreamBook
+from qnet.service.etsi004 import READ_LIMIT, Answer, KeyStream, QoS, Status, StreamBook
 from qnet.service.etsi014 import ETSI014Service
 
 __all__ = ["API004", "MAX_STREAMS_PER_SAE", "ETSI004Driver", "add_etsi004_routes"]
@@ -194,6 +194,8 @@ class ETSI004Driver:
                           f"buffer offered has {metadata_size}; no key was used", {"Metadata": {"size": needed}})
         meta = stream.metadata(at).decode()
         key = stream.deliver(at)
+        if not stream.is_source and stream.next_read - stream.next_index() < READ_LIMIT // 2:
+            self._kick(stream)  # the stream's task reads the next keys meanwhile
         return Answer(Status.SUCCESSFUL, "", {"index": at, "key_buffer": base64.b64encode(key.key).decode(),
                                               "Metadata": {"size": len(meta), "buffer": meta}})
 
@@ -256,7 +258,7 @@ class ETSI004Driver:
         assert self.control is not None
         start = stream.next_read
         try:
-            ids = await self.control.read_keys(stream.ksid, start, 4 * BATCH, wait_s)
+            ids = await self.control.read_keys(stream.ksid, start, READ_LIMIT, wait_s)
         except NotFoundError:
             self._peer_closed(stream)
             raise
@@ -276,10 +278,10 @@ class ETSI004Driver:
 
     async def _run_destination(self, stream: KeyStream) -> None:
         """At the destination, while the stream is open: take its keys as the source hands them out
-        (up to :data:`~qnet.service.etsi004.MAX_AHEAD` ahead of the application), and hear at once
-        when it is closed."""
+        (reading again once fewer than half of :data:`~qnet.service.etsi004.READ_LIMIT` are left in
+        hand), and hear at once when it is closed."""
         while stream.ksid in self.book.streams:
-            if stream.next_read - stream.next_index() >= MAX_AHEAD - 4 * BATCH:
+            if stream.next_read - stream.next_index() >= READ_LIMIT // 2:  # enough in hand: read in big steps
                 await self._idle(stream)
                 continue
             try:

@@ -34,16 +34,25 @@ from typing import Any
 from qnet.errors import InvalidRequestError, UnauthorizedError
 from qnet.keys.store import DeliveredKey
 
-__all__ = ["BATCH", "MAX_AHEAD", "WINDOW", "Answer", "KeyStream", "QoS", "Status", "StreamBook"]
+__all__ = ["BATCH", "MAX_AHEAD", "MAX_WINDOW", "MIN_WINDOW", "READ_LIMIT", "Answer", "KeyStream", "QoS", "Status",
+           "StreamBook"]
 
-BATCH = 256
-"""Keys per batch the source's KME hands out for a stream (one enc_keys and one post of key_IDs)."""
-WINDOW = 1024
-"""Keys handed out ahead of the slower end when the QoS sets no max_bps (a second's worth at the
-1,000 keys/s a stream is meant to sustain)."""
-MAX_AHEAD = 2048
-"""The most keys of a stream handed out ahead of the slower end's use (key the stream holds and
-would lose at CLOSE)."""
+BATCH = 1024
+"""The most keys the source's KME hands out for a stream at once (one enc_keys, one assign message
+to the peer KME, one post of key_IDs to the controller): batches are what make a stream fast."""
+MIN_WINDOW = 64
+"""Keys a stream keeps handed out ahead of the slower end at the least (what a quiet stream holds,
+and loses at CLOSE)."""
+MAX_WINDOW = 2048
+"""Keys a stream keeps handed out ahead at the most (about two seconds at its top speed here)."""
+MAX_WINDOW_BITS = 1 << 21
+"""And at most this much key (256 KiB), whatever the chunk size."""
+MAX_AHEAD = 4096
+"""How far ahead of the next undelivered index an application may ask for a key."""
+READ_LIMIT = 1024
+"""The most key_IDs the destination's KME reads from the controller at once."""
+_PACE_S = 0.5
+"""How often the source's KME measures how fast a stream's slower end takes keys."""
 
 
 class Status(IntEnum):
@@ -177,6 +186,10 @@ class KeyStream:
     peer_read_upto: int = 0
     """At the source: what the destination's KME has read of the key_IDs (from the controller)."""
     key_bits_delivered: int = 0
+    pace: tuple[float, int] | None = None
+    """At the source: (when, the slower end's index) at the start of the pace measurement."""
+    rate: float = 0.0
+    """At the source: keys per second the slower end took, last measured."""
 
     @property
     def is_source(self) -> bool:
@@ -231,20 +244,33 @@ class KeyStream:
         """At the source: how many keys to hand out now (at most a batch of :data:`BATCH`).
 
         Enough to hold index ``up_to`` (an application waiting for it) and a window ahead of the
-        slower end (one second of ``max_bps``, or :data:`WINDOW` keys without a limit; at most
-        :data:`MAX_AHEAD`), and never more than ``max_bps`` allows since the stream opened (with
-        one batch of burst). Nothing before the peer has connected."""
+        faster end that follows the slower end's pace: four seconds of what it took over the last half second
+        (between :data:`MIN_WINDOW` and :data:`MAX_WINDOW` keys, :data:`MAX_WINDOW_BITS` bits,
+        and one second of ``max_bps`` if set), handed out in batches of half the window; never
+        more than ``max_bps`` allows since the stream opened (with one window of burst). Nothing
+        before the peer has connected."""
         if not self.peer_connected:
             return 0
         slower = min(self.next_index(), self.peer_read_upto)
+        window = self._window(now_s, slower)
+        faster = max(self.next_index(), self.peer_read_upto)
+        goal = faster + window if up_to is None else max(faster + window, up_to + 1)
         bits = 8 * self.qos.key_chunk_size
-        window = int(self.qos.max_bps // bits) if self.qos.max_bps else WINDOW
-        goal = slower + min(max(window, BATCH), MAX_AHEAD)
-        if up_to is not None:
-            goal = max(goal, up_to + 1)
         if self.qos.max_bps:
-            goal = min(goal, int(self.qos.max_bps * max(now_s - self.opened_s, 0.0) / bits) + BATCH)
-        return max(0, min(goal - self.next_handed, BATCH))
+            goal = min(goal, int(self.qos.max_bps * max(now_s - self.opened_s, 0.0) / bits) + window)
+        return max(0, min(goal - self.next_handed, max(window // 2, 1), BATCH))
+
+    def _window(self, now_s: float, slower: int) -> int:
+        if self.pace is None:
+            self.pace = (now_s, slower)
+        elif now_s - self.pace[0] >= _PACE_S:
+            self.rate = (slower - self.pace[1]) / (now_s - self.pace[0])
+            self.pace = (now_s, slower)
+        bits = 8 * self.qos.key_chunk_size
+        top = min(MAX_WINDOW, max(MAX_WINDOW_BITS // bits, MIN_WINDOW))
+        if self.qos.max_bps:
+            top = min(top, max(int(self.qos.max_bps // bits), MIN_WINDOW))
+        return max(MIN_WINDOW, min(int(4 * self.rate), top))
 
     def handed(self, keys: list[DeliveredKey]) -> int:
         """At the source: keys handed out for the next indices; returns the first index."""
