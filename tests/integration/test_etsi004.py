@@ -84,7 +84,7 @@ def test_a_stream_gives_both_ends_the_same_keys_each_index_once(pair: LiveNet) -
 def test_admission_refuses_a_third_stream_beyond_capacity_and_close_frees_it(pair: LiveNet) -> None:
     with pair.client("SA") as a, pair.client("SA2") as a2:
         probe = call(a, pair, "A", "open_connect", {"source": "SA", "destination": "SB",
-                                                    "QoS": {"min_bps": 1e15}})
+                                                    "QoS": {"min_bps": 1e11}})
         assert probe["status"] == 7, probe  # QoS not met: the counter-proposal is what the link has left
         capacity = probe["QoS"]["min_bps"]
         assert capacity > 0
@@ -138,8 +138,8 @@ def test_the_typed_client_streams_keys_and_raises_the_standards_statuses(pair: L
         assert [k.key for k in mine] == [k.key for k in theirs] and len({k.key for k in mine}) == 50
         assert all(len(k.key) == 16 and '"key_ID"' in k.metadata for k in mine)
         with pytest.raises(KeyStreamError) as err:
-            alice.open_connect("SA", "SB", {"min_bps": 1e15})
-        assert err.value.status == Status.QOS_NOT_MET and err.value.qos.min_bps < 1e15
+            alice.open_connect("SA", "SB", {"min_bps": 1e11})
+        assert err.value.status == Status.QOS_NOT_MET and err.value.qos.min_bps < 1e11
         with pytest.raises(InvalidRequestError, match="delivered already"):
             bob.get_key(stream.key_stream_id, index=0)
         alice.close(stream.key_stream_id)

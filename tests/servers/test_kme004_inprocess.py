@@ -39,6 +39,7 @@ class Net(Pair):
         for name, node in self.nodes.items():
             transport = httpx.ASGITransport(app=AsCaller(ctl, name, role="kme"))
             node.session_client = lambda t=transport: AsyncSessionClient("http://ctl", None, transport=t)  # type: ignore[method-assign]
+        self.ctl_app = ctl
         return [ctl]
 
     def post(self, node: str, caller: str, method: str, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
@@ -130,3 +131,51 @@ def test_one_application_may_hold_only_so_many_streams(net: Net) -> None:
         assert net.post("Alice", "SAE_A", "open_connect", body)["status"] == Status.SUCCESSFUL_PEER_NOT_CONNECTED
     refused = net.post("Alice", "SAE_A", "open_connect", body, status=503)
     assert f"{MAX_STREAMS_PER_SAE} key streams open" in refused["message"]
+
+
+def test_concurrent_get_keys_at_one_end_get_different_indices(net: Net) -> None:
+    """GET_KEYs in flight together (the destination's, waiting on the source's keys) each claim
+    their own index: never the same one twice, and the same index asked twice at once is refused."""
+    ksid = _connected(net, {"timeout": 2000})
+
+    async def both() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=AsCaller(net.apps["Bob"], "SAE_B"))
+        async with httpx.AsyncClient(transport=transport, base_url="http://qnet") as http:
+            calls = [http.post(f"{API}/get_key", json={"Key_stream_ID": ksid}) for _ in range(6)]
+            calls.append(http.post(f"{API}/get_key", json={"Key_stream_ID": ksid, "index": 0}))
+            return list(await asyncio.gather(*calls))
+
+    answers = net.runner.run(both())
+    ok = [r.json() for r in answers if r.status_code == 200 and r.json()["status"] == Status.SUCCESSFUL]
+    assert sorted(a["index"] for a in ok) == list(range(len(ok))) and len(ok) >= 6
+    assert len({a["key_buffer"] for a in ok}) == len(ok)
+    refused = [r for r in answers if r.status_code == 400]
+    assert all("another call" in r.json()["message"] or "delivered already" in r.json()["message"] for r in refused)
+    mine = {i: net.post("Alice", "SAE_A", "get_key", {"Key_stream_ID": ksid, "index": i})["key_buffer"]
+            for i in range(len(ok))}
+    assert mine == {a["index"]: a["key_buffer"] for a in ok}
+
+
+def test_a_refused_connect_changes_nothing_and_non_finite_qos_is_refused(net: Net) -> None:
+    """Review findings: the swapped pair's OPEN_CONNECT is KSID_ALREADY_IN_USE and leaves the stream
+    unconnected; a Key_stream_ID that is not a UUID, and Infinity or an integer beyond any float in
+    a QoS, are 400 (nothing opened); an SAE may not touch the controller's key_ID routes."""
+    opened = net.post("Alice", "SAE_A", "open_connect", {"source": "SAE_A", "destination": "SAE_B"})
+    ksid = opened["Key_stream_ID"]
+    swapped = net.post("Bob", "SAE_B", "open_connect", {"source": "SAE_B", "destination": "SAE_A",
+                                                       "Key_stream_ID": ksid})
+    assert swapped["status"] == Status.KSID_ALREADY_IN_USE
+    assert net.post("Alice", "SAE_A", "get_key", {"Key_stream_ID": ksid})["status"] == Status.GET_KEY_PEER_NOT_CONNECTED
+    joined = net.post("Bob", "SAE_B", "open_connect",
+                      {"source": "SAE_A", "destination": "SAE_B", "Key_stream_ID": ksid})
+    assert joined["status"] == Status.SUCCESSFUL
+    body = {"source": "SAE_A", "destination": "SAE_B", "Key_stream_ID": "a" * 36}
+    assert "Key_stream_ID" in net.post("Alice", "SAE_A", "open_connect", body, status=400)["message"]
+    for qos in ('{"ttl": Infinity}', '{"max_bps": 1' + "0" * 400 + "}", '{"min_bps": 1e300}'):
+        raw = '{"source": "SAE_A", "destination": "SAE_B", "QoS": ' + qos + "}"
+        r = asgi_request(net.runner, net.apps["Alice"], "SAE_A", "POST", f"{API}/open_connect", content=raw,
+                         headers={"content-type": "application/json"})
+        assert r.status_code == 400, (qos[:30], r.text)
+    r = asgi_request(net.runner, net.ctl_app, "SAE_B", "GET", f"/control/v1/sessions/{ksid}/keys",
+                     params={"start": 0}, role="sae")
+    assert r.status_code == 403

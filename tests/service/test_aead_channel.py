@@ -276,3 +276,23 @@ def test_bad_options_are_refused() -> None:
     for options in ({"rekey_bytes": 0}, {"rekey_s": 0.0}, {"wait_s": -1.0}, {"rekey_bytes": 2**31}):
         with pytest.raises(InvalidRequestError):
             AESGCMSender(Link(1).fetch, **options)
+
+
+def test_a_forged_frame_does_not_cost_the_genuine_one_its_keys() -> None:
+    """The receiver looks keys up (at a KME: dec_keys, which erases them there) before it checks a
+    frame's tag; a forged frame naming the next key must not lose that key for the genuine frame."""
+    served: dict[str, bytes] = {}
+    pool = [Key(f"k{i}", bytes([i]) * 32) for i in range(4)]
+
+    def lookup(ids: list[str]) -> dict[str, bytes]:  # a KME: each key handed out once
+        out = {i: k.key for k in pool for i in ids if k.key_ID == i and i not in served}
+        served.update(out)
+        return out
+
+    sender = AESGCMSender(lambda n: pool[:1], rekey_bytes=1 << 20)
+    receiver = AESGCMReceiver(lookup)
+    genuine = sender.frame(b"hello")
+    forged = genuine[:-1] + bytes([genuine[-1] ^ 1])
+    with pytest.raises(FrameError):
+        receiver.open(forged)
+    assert receiver.open(genuine) == b"hello"

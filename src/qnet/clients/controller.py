@@ -47,9 +47,11 @@ class AsyncSessionClient:
                 "Key_stream_ID": key_stream_id}
         return await self._call("POST", self.url, json=body)
 
-    async def connect(self, ksid: str, sae: str) -> dict[str, Any]:
-        """OPEN_CONNECT by a stream's second end; the session."""
-        return await self._call("POST", f"{self.url}/{ksid}/connect", json={"SAE_ID": sae})
+    async def connect(self, ksid: str, sae: str, *, source: str, destination: str) -> dict[str, Any]:
+        """OPEN_CONNECT by a stream's second end, to a stream between ``source`` and ``destination``
+        (a stream between others is a ConflictError, and nothing changes); the session."""
+        return await self._call("POST", f"{self.url}/{ksid}/connect",
+                                json={"SAE_ID": sae, "source": source, "destination": destination})
 
     async def session(self, ksid: str) -> dict[str, Any]:
         """An open session."""

@@ -99,7 +99,7 @@ class LinkReport:
                          None if lag is None else float(lag), _feed_mode(mode))
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidRequestError(f"malformed link report: {exc!r}") from None
-        if report.stored_units < 0 or not report.key_rate_bps >= 0 or not 0 <= (report.qber or 0) <= 1:
+        if report.stored_units < 0 or not 0 <= report.key_rate_bps < math.inf or not 0 <= (report.qber or 0) <= 1:
             raise InvalidRequestError(f"link report out of range for {report.link_id}")
         if report.lag_s is not None and not 0 <= report.lag_s < math.inf:
             raise InvalidRequestError(f"link report for {report.link_id}: lag_s must be a finite number >= 0, "
@@ -130,6 +130,8 @@ class Session:
     """Its SAEs that have called OPEN_CONNECT (the one that opened it at least)."""
     keys: StreamKeys = field(default_factory=StreamKeys, repr=False)
     """The key_IDs of its keys by index (:mod:`qnet.control.streams`)."""
+    connected_s: dict[str, float] = field(default_factory=dict)
+    """When each SAE connected (the opener: when it opened)."""
     delivered_bits: dict[str, int] = field(default_factory=dict)
     """Key bits each end's KME has delivered to its application (from their reports)."""
 
@@ -259,8 +261,8 @@ class Controller:
         """What ``node``'s KME says it handed its applications (its count since it started: rows of
         SAE_ID, peer_SAE_ID, api, keys, bits) and each key stream's bits delivered there; rows for
         SAEs not of that node are ignored. With ``now_s``: a key stream (a session with an ETSI 004
-        QoS) that one of this node's SAEs connected to, opened more than three periods ago and no
-        longer in the KME's list is closed (the KME restarted, or lost it): its capacity is freed."""
+        QoS) that one of this node's SAEs connected to more than three periods ago and that is not
+        in the KME's list is closed (the KME restarted, or lost it): its capacity is freed."""
         own = {sae for sae, at in self.saes.items() if at == node}
         self.usage[node] = [dict(r) for r in usage if r.get("SAE_ID") in own]
         listed = set()
@@ -271,8 +273,9 @@ class Controller:
                 listed.add(session.key_stream_id)
         if now_s is None:
             return
-        stale = [s for s in self.sessions.values() if "key_chunk_size" in s.qos and s.connected & own
-                 and s.key_stream_id not in listed and now_s - s.opened_s > 3 * self.period_s]
+        grace = 3 * self.period_s
+        stale = [s for s in self.sessions.values() if "key_chunk_size" in s.qos and s.key_stream_id not in listed
+                 and any(now_s - s.connected_s.get(sae, s.opened_s) > grace for sae in s.connected & own)]
         for session in stale:
             del self.sessions[session.key_stream_id]
             self._event(now_s, EventKind.SESSION_CLOSE, session.key_stream_id, Severity.INFO,
@@ -481,15 +484,15 @@ class Controller:
         if opener not in (source, destination):
             raise InvalidRequestError(f"{opener!r} is neither end of the session {source}->{destination}")
         nodes = self._session_nodes(source, destination)
-        if not key_rate_bps >= 0:
-            raise InvalidRequestError("QoS key_rate_bps must be a number >= 0")
+        if not 0 <= key_rate_bps < math.inf:
+            raise InvalidRequestError("QoS key_rate_bps must be a finite number >= 0")
         try:
             route = self.route(*nodes, now_s)
         except NoRouteError as exc:
             raise NoRouteError(nodes[0], nodes[1], exc.reason) from None
         session, victims = self._admit_on_some_route(
             Session(ksid, source, destination, nodes, key_rate_bps, priority, route, now_s, qos=dict(qos or {}),
-                    connected={opener}), now_s)
+                    connected={opener}, connected_s={opener: now_s}), now_s)
         for victim in victims:
             del self.sessions[victim.key_stream_id]
             self._event(now_s, EventKind.SESSION_PREEMPTED, victim.key_stream_id, Severity.MINOR,
@@ -500,20 +503,26 @@ class Controller:
                     f"(admitted against {session.admitted_against} rates)")
         return session
 
-    def connect_session(self, key_stream_id: str, sae: str, now_s: float) -> Session:
-        """OPEN_CONNECT by the second of a session's SAEs (the first opened it).
+    def connect_session(self, key_stream_id: str, sae: str, now_s: float, *, source: str | None = None,
+                        destination: str | None = None) -> Session:
+        """OPEN_CONNECT by the second of a session's SAEs (the first opened it); ``source`` and
+        ``destination``, if given, must be the session's (checked before anything changes).
 
         Raises:
             NotFoundError: if no such session is open.
             InvalidRequestError: if ``sae`` is neither of its ends.
-            ConflictError: if ``sae`` has connected already (ETSI 004: KSID already in use).
+            ConflictError: if ``sae`` has connected already, or the session joins other SAEs (ETSI
+                004: KSID already in use).
         """
         session = self.session(key_stream_id)
+        if (source or session.source, destination or session.destination) != (session.source, session.destination):
+            raise ConflictError(f"Key_stream_ID {key_stream_id} is a stream between other applications")
         if sae not in (session.source, session.destination):
             raise InvalidRequestError(f"{sae!r} is neither end of the session {key_stream_id}")
         if sae in session.connected:
             raise ConflictError(f"{sae} has connected to Key_stream_ID {key_stream_id} already")
         session.connected.add(sae)
+        session.connected_s[sae] = now_s
         self._event(now_s, EventKind.SESSION_OPEN, key_stream_id, Severity.INFO, f"{sae} connected")
         return session
 

@@ -102,6 +102,8 @@ def poly_hash(message: Message, k: int) -> int:
     Long messages go in strides of S blocks (:func:`_strided`), with the same value as block-wise
     Horner (``tests/service/test_otp_channel.py`` checks them against each other).
     """
+    if isinstance(message, memoryview) and (message.format != "B" or message.ndim != 1):
+        message = message.cast("B")  # bytes, whatever the view's item type (its len() counts items)
     blocks = len(message) // _BLOCK_BYTES
     if blocks < 8 * _MIN_STRIDE:  # below about 2 kB block-wise Horner is faster
         return _horner(message, k, 0)

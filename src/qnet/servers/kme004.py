@@ -49,6 +49,7 @@ __all__ = ["API004", "MAX_STREAMS_PER_SAE", "ETSI004Driver", "add_etsi004_routes
 log = logging.getLogger("qnet.kme004")
 
 API004 = "/api/v2/qkd004"
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _IDLE_S = 0.2
 """How often a stream's task looks again when nothing wakes it (the destination's progress, TTL)."""
 MAX_STREAMS_PER_SAE = 16
@@ -72,7 +73,7 @@ class OpenConnectIn(_Model):
     source: str = Field(max_length=64)
     destination: str = Field(max_length=64)
     QoS: dict[str, Any] | None = None
-    Key_stream_ID: str | None = Field(default=None, pattern=r"^[0-9a-fA-F-]{36}$")
+    Key_stream_ID: str | None = Field(default=None, pattern=UUID_PATTERN)
 
 
 class MetadataIn(_Model):
@@ -109,6 +110,7 @@ class ETSI004Driver:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._gone: set[str] = set()  # streams the peer closed: GET_KEY answers PEER_NOT_CONNECTED
+        self._opening: dict[str, int] = {}  # OPEN_CONNECTs in flight, per application
 
     # -- OPEN_CONNECT ---------------------------------------------------------------------------------
 
@@ -122,13 +124,18 @@ class ETSI004Driver:
                           "(a network started by qnet up has one)")
         if ksid is not None and ksid in self.book.streams:
             return Answer(Status.KSID_ALREADY_IN_USE, f"Key_stream_ID {ksid} is open at this KME already")
-        if self.book.open_by_sae().get(caller, 0) >= MAX_STREAMS_PER_SAE:
+        if self.book.open_by_sae().get(caller, 0) + self._opening.get(caller, 0) >= MAX_STREAMS_PER_SAE:
             raise UnavailableError(f"{caller} has {MAX_STREAMS_PER_SAE} key streams open at this KME, the most "
                                    "one application may; CLOSE one first")
+        self._opening[caller] = self._opening.get(caller, 0) + 1  # the slot is held while the controller answers
         try:
             session = await self._admit(caller, source, destination, qos, ksid)
         except _RefusedError as refused:
             return refused.answer
+        finally:
+            self._opening[caller] -= 1
+        if session["Key_stream_ID"] in self.book.streams:
+            return Answer(Status.KSID_ALREADY_IN_USE, f"Key_stream_ID {ksid} is open at this KME already")
         ours = session["source"] == source and session["destination"] == destination
         if not ours:
             return Answer(Status.KSID_ALREADY_IN_USE, f"Key_stream_ID {ksid} is a stream between other applications")
@@ -150,7 +157,7 @@ class ETSI004Driver:
             async with asyncio.timeout(timeout_s):
                 if ksid is not None:
                     with contextlib.suppress(NotFoundError):
-                        return await self.control.connect(ksid, caller)
+                        return await self.control.connect(ksid, caller, source=source, destination=destination)
                 control_qos = {**{k: v for k, v in qos.as_dict().items() if k not in ("min_bps", "priority")},
                                "key_rate_bps": qos.min_bps, "priority": qos.priority}
                 return await self.control.open(source, destination, control_qos, opener=caller, key_stream_id=ksid)
@@ -180,10 +187,16 @@ class ETSI004Driver:
         if stream.expired(self.clock()):
             await self._end(stream, "its TTL passed")
             raise InvalidRequestError(f"key stream {ksid} has ended: its TTL ({stream.qos.ttl:g} s) passed")
-        at = stream.check_index(index)
+        at = stream.claim(index)
+        try:
+            return await self._get_claimed(stream, at, metadata_size)
+        finally:
+            stream.release(at)
+
+    async def _get_claimed(self, stream: KeyStream, at: int, metadata_size: int) -> Answer:
         deadline = asyncio.get_running_loop().time() + stream.qos.timeout / 1000
         if not await self._peer_connected(stream):
-            return Answer(Status.GET_KEY_PEER_NOT_CONNECTED, f"{stream.peer} has not connected to {ksid} yet")
+            return Answer(Status.GET_KEY_PEER_NOT_CONNECTED, f"{stream.peer} has not connected to {stream.ksid} yet")
         missing = await (self._hand_until(stream, at, deadline) if stream.is_source
                          else self._take_until(stream, at, deadline))
         if missing is not None:
@@ -236,6 +249,8 @@ class ETSI004Driver:
         is held, or the timeout passes."""
         loop = asyncio.get_running_loop()
         while index not in stream.keys:
+            if stream.ksid not in self.book.streams:
+                return Answer(Status.GET_KEY_PEER_NOT_CONNECTED, f"the peer closed key stream {stream.ksid}")
             try:
                 got = await self._read(stream, max(deadline - loop.time(), 0.0))
             except NotFoundError:
@@ -303,7 +318,7 @@ class ETSI004Driver:
     def _start(self, stream: KeyStream) -> None:
         self._wake[stream.ksid] = asyncio.Event()
         run = self._run(stream) if stream.is_source else self._run_destination(stream)
-        task = asyncio.get_running_loop().create_task(run)
+        task = asyncio.get_running_loop().create_task(self._guarded(stream, run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -311,6 +326,16 @@ class ETSI004Driver:
         event = self._wake.get(stream.ksid)
         if event is not None:
             event.set()
+
+    async def _guarded(self, stream: KeyStream, run: Any) -> None:
+        """A stream's task: should it fail unexpectedly, the stream ends (logged), never silently."""
+        try:
+            await run
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("key stream %s: its task failed; the stream is closed", stream.ksid)
+            await self._end(stream, "its task failed")
 
     async def _run(self, stream: KeyStream) -> None:
         """At the source, while the stream is open: keep its keys handed out ahead of both ends."""

@@ -39,7 +39,10 @@ __all__ = ["MAX_KEYS_WAIT_S", "OpenConnect", "QoSIn", "add_session_routes"]
 API = "/control/v1"
 MAX_KEYS_WAIT_S = 30.0
 """The longest a destination's KME may wait for a stream's key_IDs in one request."""
-_ID = Field(pattern=r"^[0-9a-fA-F-]{36}$")
+MAX_BPS = 1e12
+"""The largest key rate a QoS may name (1 Tbit/s: far beyond any QKD link)."""
+MAX_SECONDS = 1e7
+"""The longest TTL (about four months)."""
 
 
 class _Model(BaseModel):
@@ -50,14 +53,14 @@ class QoSIn(_Model):
     """A session's quality of service: the rate admission reserves and its priority, and the rest of
     ETSI 004's QoS (kept with the session, applied by the KMEs)."""
 
-    key_rate_bps: float = Field(default=0.0, ge=0)
+    key_rate_bps: float = Field(default=0.0, ge=0, le=MAX_BPS, allow_inf_nan=False)
     priority: int = Field(default=0, ge=0, le=1000)
     key_chunk_size: int | None = Field(default=None, ge=1, le=1024)
-    max_bps: float | None = Field(default=None, ge=0)
-    min_bps: float | None = Field(default=None, ge=0)
-    jitter: float | None = Field(default=None, ge=0)
-    timeout: int | None = Field(default=None, ge=0)
-    ttl: float | None = Field(default=None, ge=0)
+    max_bps: float | None = Field(default=None, ge=0, le=MAX_BPS, allow_inf_nan=False)
+    min_bps: float | None = Field(default=None, ge=0, le=MAX_BPS, allow_inf_nan=False)
+    jitter: float | None = Field(default=None, ge=0, le=MAX_SECONDS * 1000, allow_inf_nan=False)
+    timeout: int | None = Field(default=None, ge=0, le=60_000)
+    ttl: float | None = Field(default=None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
     metadata_mimetype: str | None = Field(default=None, max_length=100)
 
 
@@ -73,9 +76,11 @@ class OpenConnect(_Model):
 
 
 class ConnectIn(_Model):
-    """OPEN_CONNECT at a stream's other end."""
+    """OPEN_CONNECT at a stream's other end (with the pair it expects the stream to join)."""
 
     SAE_ID: str = Field(max_length=64)
+    source: str | None = Field(default=None, max_length=64)
+    destination: str | None = Field(default=None, max_length=64)
 
 
 class KeyIDsIn(_Model):
@@ -121,7 +126,8 @@ def add_session_routes(app: FastAPI, ctl: Controller, operator: Callable[[Reques
     @app.post(f"{API}/sessions/{{ksid}}/connect")
     async def connect(ksid: str, body: ConnectIn, request: Request) -> JSONResponse:
         acts_for(request, body.SAE_ID)
-        return JSONResponse({"status": "SUCCESS", **ctl.connect_session(ksid, body.SAE_ID, clock()).as_dict()})
+        session = ctl.connect_session(ksid, body.SAE_ID, clock(), source=body.source, destination=body.destination)
+        return JSONResponse({"status": "SUCCESS", **session.as_dict()})
 
     @app.get(f"{API}/sessions")
     async def sessions(request: Request) -> JSONResponse:
@@ -167,6 +173,9 @@ def add_session_routes(app: FastAPI, ctl: Controller, operator: Callable[[Reques
 
 def _stream(ctl: Controller, ksid: str, request: Request, acts_for: Callable[[Request, str], None], *,
             end: str) -> Session:
+    """A stream's session, for its ``end``'s KME only (the key_IDs are the KMEs' business)."""
+    if caller(request, "kme") and role_of(request) != "kme":
+        raise ForbiddenError("only the KMEs of a stream's ends read and post its key_IDs")
     session = ctl.session(ksid)
     acts_for(request, session.source if end == "source" else session.destination)
     return session

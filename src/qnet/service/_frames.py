@@ -147,6 +147,10 @@ class KeyStream:
                                       "send smaller messages (nothing was sent)")
 
 
+MAX_FETCHED = 4096
+"""Keys a receiver keeps that it looked up for a frame it refused (the genuine frame may follow)."""
+
+
 class KeyFollower:
     """The receiver's place in the key stream: which bytes the next new key reference must start at."""
 
@@ -155,6 +159,8 @@ class KeyFollower:
         self._keys: dict[str, bytes] = {}  # keys partly used, kept for the next frames
         self._next: tuple[str, int] | None = None  # where the next key bytes start (None: a new key's 0)
         self._used: set[str] = set()
+        self._fetched: dict[str, bytes] = {}  # looked up (and so erased at the KME), not used yet: a
+        # refused frame must not lose them, or the genuine frame after a forged one could not open
 
     def material(self, refs: Sequence[Ref]) -> tuple[bytes, dict[str, bytes]]:
         """The key bytes ``refs`` name, and the keys they come from (for :meth:`advance`).
@@ -184,6 +190,7 @@ class KeyFollower:
             self._used.add(key_ID)
             done = offset + length == len(keys[key_ID])
             self._next = None if done else (key_ID, offset + length)
+            self._fetched.pop(key_ID, None)
             if done:
                 self._keys.pop(key_ID, None)
             else:
@@ -191,9 +198,12 @@ class KeyFollower:
 
     def _keys_for(self, refs: Sequence[Ref]) -> dict[str, bytes]:
         ids = [r[0] for r in refs]
-        missing = [i for i in dict.fromkeys(ids) if i not in self._keys]
+        missing = [i for i in dict.fromkeys(ids) if i not in self._keys and i not in self._fetched]
         found = dict(self._lookup(missing)) if missing else {}
-        keys = {i: self._keys.get(i) or found.get(i) for i in ids}
+        self._fetched.update((i, k) for i, k in found.items() if i not in self._used)
+        while len(self._fetched) > MAX_FETCHED:
+            self._fetched.pop(next(iter(self._fetched)))
+        keys = {i: self._keys.get(i) or self._fetched.get(i) or found.get(i) for i in ids}
         unknown = [i for i, k in keys.items() if not k]
         if unknown:
             raise FrameError(f"unknown key_ID(s) {', '.join(unknown)}")

@@ -117,9 +117,10 @@ class QoS:
                                        [{"field": f"QoS.{name}"}])
         if not _integer(self.key_chunk_size) or not 1 <= self.key_chunk_size <= 1024:
             raise bad("key_chunk_size", "an integer number of bytes from 1 to 1024")
-        for name in ("max_bps", "min_bps", "jitter", "ttl"):
-            if not _number(getattr(self, name)) or getattr(self, name) < 0:
-                raise bad(name, "a finite number >= 0")
+        for name, top in (("max_bps", MAX_BPS), ("min_bps", MAX_BPS), ("jitter", MAX_SECONDS * 1000),
+                          ("ttl", MAX_SECONDS)):
+            if not _number(getattr(self, name), top):
+                raise bad(name, f"a number from 0 to {top:g}")
         if self.max_bps and self.max_bps < self.min_bps:
             raise bad("max_bps", f"at least min_bps ({self.min_bps}) or 0 for no limit")
         if not _integer(self.priority) or not 0 <= self.priority <= 1000:
@@ -143,8 +144,19 @@ def _integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+MAX_BPS = 1e12
+"""The largest rate a QoS may name (1 Tbit/s)."""
+MAX_SECONDS = 1e7
+"""The longest TTL and jitter (about four months)."""
+
+
+def _number(value: object, top: float) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and 0 <= value <= top
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 @dataclass
@@ -181,6 +193,8 @@ class KeyStream:
     """Every index below this is delivered (or skipped) here."""
     delivered: set[int] = field(default_factory=set)
     """Indices at or above ``delivered_below`` delivered here."""
+    claimed: set[int] = field(default_factory=set)
+    """Indices a GET_KEY in flight is waiting for (:meth:`claim`)."""
     next_handed: int = 0
     next_read: int = 0
     peer_read_upto: int = 0
@@ -211,6 +225,29 @@ class KeyStream:
         while index in self.delivered:
             index += 1
         return index
+
+    def claim(self, index: int | None) -> int:
+        """The index a GET_KEY asks for (the next one neither delivered nor claimed if None), claimed
+        for that call until it delivers or gives up (:meth:`release`): two calls in flight never
+        wait for the same index.
+
+        Raises:
+            InvalidRequestError: as :meth:`check_index`, and for an index another call has claimed.
+        """
+        if index is None:
+            index = self.next_index()
+            while index in self.claimed or index in self.delivered:
+                index += 1
+        at = self.check_index(index)
+        if at in self.claimed:
+            raise InvalidRequestError(f"index {at} of key stream {self.ksid} is being delivered by another "
+                                      "call", [{"index": at}])
+        self.claimed.add(at)
+        return at
+
+    def release(self, index: int) -> None:
+        """A call that claimed ``index`` is done with it (delivered or not)."""
+        self.claimed.discard(index)
 
     def check_index(self, index: int | None) -> int:
         """The index a GET_KEY asks for (the next one if None).
