@@ -36,6 +36,9 @@ class StreamKeys:
         ['b', 'c']
         >>> ks.read_upto, ks.next_index
         (1, 3)
+        >>> ks.post(1, ["b", "c"])   # the same again (an answer lost): taken once
+        >>> ks.next_index
+        3
     """
 
     ids: dict[int, str] = field(default_factory=dict)
@@ -46,9 +49,12 @@ class StreamKeys:
         """The source's KME handed out keys ``first_index``... of the stream under these key_IDs.
 
         Raises:
-            InvalidRequestError: for indices that do not follow the last posted (a gap or a repeat).
+            InvalidRequestError: for indices that do not follow the last posted (a gap, or other
+                key_IDs at indices posted already; an exact repeat is taken once).
             ConflictError: if the destination is :data:`MAX_PENDING_IDS` behind.
         """
+        if first_index < self.next_index and self._repeat(first_index, key_ids):
+            return  # a post whose answer was lost, sent again
         if first_index != self.next_index:
             raise InvalidRequestError(f"key stream indices must follow on: {first_index} posted where "
                                       f"{self.next_index} is next")
@@ -58,6 +64,13 @@ class StreamKeys:
         for i, key_id in enumerate(key_ids):
             self.ids[first_index + i] = key_id
         self.next_index += len(key_ids)
+
+    def _repeat(self, first_index: int, key_ids: list[str]) -> bool:
+        """Whether these key_IDs are already posted at these indices (those read and dropped since
+        are taken as equal)."""
+        if first_index + len(key_ids) > self.next_index:
+            return False
+        return all(self.ids.get(first_index + i, key_id) == key_id for i, key_id in enumerate(key_ids))
 
     def read(self, start: int, limit: int) -> list[str]:
         """The key_IDs from index ``start`` (at most ``limit``); those below ``start`` are dropped.

@@ -52,6 +52,8 @@ API004 = "/api/v2/qkd004"
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _IDLE_S = 0.2
 """How often a stream's task looks again when nothing wakes it (the destination's progress, TTL)."""
+_GONE_KEPT = 1024
+"""Streams closed by their peer that a KME remembers (to answer GET_KEY_PEER_NOT_CONNECTED)."""
 MAX_STREAMS_PER_SAE = 16
 """The most key streams one application may have open at its KME (each holds key and a task)."""
 _UNCONNECTED_S = 0.25
@@ -109,7 +111,7 @@ class ETSI004Driver:
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._gone: set[str] = set()  # streams the peer closed: GET_KEY answers PEER_NOT_CONNECTED
+        self._gone: dict[str, None] = {}  # streams the peer closed (the latest): GET_KEY answers 3
         self._opening: dict[str, int] = {}  # OPEN_CONNECTs in flight, per application
 
     # -- OPEN_CONNECT ---------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ class ETSI004Driver:
         stream = KeyStream(session["Key_stream_ID"], caller, source, destination, qos, self.clock(),
                            peer_connected=len(session.get("connected", [])) == 2)
         self.book.add(stream)
-        self._gone.discard(stream.ksid)
+        self._gone.pop(stream.ksid, None)
         self._start(stream)
         body = {"Key_stream_ID": stream.ksid, "QoS": qos.as_dict(), "route": session.get("route")}
         if stream.peer_connected:
@@ -296,6 +298,9 @@ class ETSI004Driver:
         (reading again once fewer than half of :data:`~qnet.service.etsi004.READ_LIMIT` are left in
         hand), and hear at once when it is closed."""
         while stream.ksid in self.book.streams:
+            if stream.expired(self.clock()):
+                await self._end(stream, "its TTL passed")
+                return
             if stream.next_read - stream.next_index() >= READ_LIMIT // 2:  # enough in hand: read in big steps
                 await self._idle(stream)
                 continue
@@ -425,8 +430,12 @@ class ETSI004Driver:
 
     def _peer_closed(self, stream: KeyStream) -> None:
         self.book.drop(stream.ksid)
-        self._gone.add(stream.ksid)
+        self._gone[stream.ksid] = None
+        while len(self._gone) > _GONE_KEPT:
+            self._gone.pop(next(iter(self._gone)))
         self._kick(stream)
+        self._wake.pop(stream.ksid, None)
+        self._locks.pop(stream.ksid, None)
 
 
 class _RefusedError(Exception):
