@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from qnet import __version__
-from qnet.cli import audit, controller, keyrate, kme, link, pki, send, simulate, up, validate
+from qnet.cli import audit, controller, keyrate, kme, link, pki, repeater, send, simulate, up, validate
 from qnet.cli._console import err_console
 from qnet.cli._help import TOP_HELP, plain_flags
 from qnet.errors import QNetError
@@ -53,6 +53,8 @@ app.command(name="down", short_help="Stop the network that `qnet up --state-dir 
 app.command(name="send", short_help="Send a file to an SAE over a QKD-keyed channel (AES-GCM or OTP).")(send.send)
 app.command(name="receive", short_help="Receive files that SAEs send with `qnet send`.")(send.receive)
 app.add_typer(link.app, name="link", short_help="Simulated QKD links: photons, post-processing, keys.")
+app.add_typer(repeater.app, name="repeater",
+              short_help="Quantum repeaters: entanglement over chains and router networks.")
 app.add_typer(pki.app, name="pki", short_help="A local CA and certificates for mutual TLS.")
 app.add_typer(kme.app, name="kme", short_help="Key managers: the ETSI GS QKD 014 key delivery servers.")
 app.add_typer(controller.app, name="controller", short_help="The controller: links, alarms, sessions, routes.")
