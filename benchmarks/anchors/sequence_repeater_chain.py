@@ -107,7 +107,6 @@ def main() -> None:  # noqa: PLR0915 - one linear script: parse, build, run, rep
 
     from importlib.metadata import version
 
-    import sequence
     from sequence.app.request_app import RequestApp
     from sequence.constants import BELL_DIAGONAL_STATE_FORMALISM, SINGLE_HERALDED
     from sequence.entanglement_management.generation import EntanglementGenerationA, EntanglementGenerationB
@@ -216,7 +215,6 @@ def main() -> None:  # noqa: PLR0915 - one linear script: parse, build, run, rep
             n: sum(1 for r in metrics.storage.get_all()
                    if r.owner_name == n and r.event_type.name == "EG_SUCCESS")
             for n in names[:3]}
-    del sequence
     print(json.dumps(out))
 
 

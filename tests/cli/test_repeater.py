@@ -142,3 +142,12 @@ def test_help_teaches_the_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["repeater", "chain", "--help"]) == 0
     out = capsys.readouterr().out
     assert "Examples" in out and "first pair" in out and "mean age" in out and "--sweep" in out
+
+
+def test_a_plot_that_cannot_be_written_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A directory that exists but takes no files (/proc): a clear error, not an internal one."""
+    from qnet.cli.main import main
+
+    assert main(["repeater", "chain", *SHORT, "--plot", "/proc/qnet-plot.png"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the plot" in err and "internal error" not in err

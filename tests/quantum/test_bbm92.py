@@ -193,7 +193,7 @@ def test_a_noisy_chain_gives_no_key_and_says_why() -> None:
 def test_a_missing_flow_names_the_refusal() -> None:
     """A flow the run does not have fails with the run's refusals; bad parameters are named."""
     run = simulate(_chain(), [Request("r0", "r2"), Request("r0", "r2")], 0.01)
-    with pytest.raises(ValueError, match=r"flow 1 is not in the run, which has 1 flows \(refused: router r1 has no"):
+    with pytest.raises(ValueError, match=r"flow 1 is not in the run, which has 1 flows \(refused: no path from r0 "):
         EntangledKeyLink("x", run, flow=1)
     with pytest.raises(ValueError, match="key_bits must be a positive multiple of 8"):
         EntangledKeyLink("x", _report_of(()), key_bits=100)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from qnet.quantum.entanglement.report import FlowReport, Report
 
+from qnet.errors import QNetError
+
 __all__ = ["plot_chain", "plot_chain_sweep", "plot_network"]
 
 MAX_DOTS = 20_000
@@ -191,8 +193,12 @@ def _pyplot() -> Any:
 def _save(fig: Any, plt: Any, path: str | Path) -> Path:
     out = Path(path)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        fig.savefig(out)
+    except OSError as exc:
+        raise QNetError(f"cannot write the plot {str(out)!r}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
     return out
 
 
